@@ -1,0 +1,15 @@
+"""ollama-default: a default model and model aliases for any Ollama API.
+
+>>> from ollama_default import DefaultModel
+>>> app = DefaultModel(app, alias="llmodel", target="aya-expanse:8b-q8_0")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .aliases import AliasTable
+from .errors import ConfigError
+from .middleware import DefaultModel
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["AliasTable", "ConfigError", "DefaultModel", "__version__"]

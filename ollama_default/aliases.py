@@ -1,0 +1,105 @@
+"""The alias table: which alias names which real model, and which alias is the default.
+
+Built once, validated at construction (a bad table is a :class:`ConfigError`, never a
+surprise at request time) and immutable afterwards, because gunicorn threads share it.
+
+Pure: no I/O, no WSGI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .model_names import name_key, parse_name
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one alias leads: the real model sent upstream in its place.
+
+    ``target_keys`` holds every :func:`~ollama_default.model_names.name_key` under which a
+    response may name the target: the target itself and, for a ``:cloud`` target, the
+    base name Ollama forwards it as.
+    """
+
+    alias: str
+    target: str
+    target_keys: frozenset[str] = field(repr=False)
+
+    @classmethod
+    def build(cls, alias: str, target: str) -> Route:
+        parsed = parse_name(target)
+        keys = {name_key(target)}
+        if parsed is not None and (base := parsed.cloud_base()) is not None:
+            keys.add(name_key(base.fully_qualified()))
+        return cls(alias, target, frozenset(keys))
+
+
+class AliasTable(Mapping[str, Route]):
+    """Aliases and their routes, looked up the way Ollama looks up model names.
+
+    A lookup matches every spelling Ollama treats as the same name: ``llmodel``,
+    ``llmodel:latest``, ``library/LLModel``.
+
+    >>> table = AliasTable({"llmodel": "aya-expanse:8b-q8_0"})
+    >>> table.resolve("llmodel:latest").target
+    'aya-expanse:8b-q8_0'
+    >>> table.default.alias
+    'llmodel'
+
+    :param mapping: alias -> real model name.
+    :param default: the alias used when a request names no model; with a single alias
+        and no default given, that alias is the default.
+    """
+
+    def __init__(self, mapping: Mapping[str, str], default: str | None = None) -> None:
+        routes: dict[str, Route] = {}
+        by_key: dict[str, Route] = {}
+        for alias, target in mapping.items():
+            route = _checked_route(alias, target)
+            key = name_key(alias)
+            if key in by_key:
+                raise ConfigError(f"alias {alias!r} names the same model as {by_key[key].alias!r}")
+            routes[alias] = by_key[key] = route
+        for route in routes.values():
+            if name_key(route.target) in by_key:
+                raise ConfigError(
+                    f"target {route.target!r} of alias {route.alias!r} is itself an alias"
+                )
+        if default is None and len(routes) == 1:
+            default = next(iter(routes))
+        if default is not None and default not in routes:
+            raise ConfigError(f"default {default!r} is not one of the aliases {sorted(routes)}")
+        self._routes = routes
+        self._by_key = by_key
+        self.default: Route | None = routes[default] if default is not None else None
+
+    def resolve(self, name: str) -> Route | None:
+        """Return the route for an alias in any spelling Ollama accepts, else None."""
+        return self._by_key.get(name_key(name))
+
+    def __getitem__(self, alias: str) -> Route:
+        return self._routes[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __repr__(self) -> str:
+        targets = {alias: route.target for alias, route in self._routes.items()}
+        default = self.default.alias if self.default else None
+        return f"AliasTable({targets!r}, default={default!r})"
+
+
+def _checked_route(alias: object, target: object) -> Route:
+    if not isinstance(alias, str) or parse_name(alias) is None:
+        raise ConfigError(f"alias {alias!r} is not a valid Ollama model name")
+    if not isinstance(target, str) or parse_name(target) is None:
+        raise ConfigError(f"target {target!r} of alias {alias!r} is not a valid Ollama model name")
+    if name_key(alias) == name_key(target):
+        raise ConfigError(f"alias {alias!r} points at itself")
+    return Route.build(alias, target)

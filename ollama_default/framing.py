@@ -1,0 +1,153 @@
+"""Push parsers that cut a byte stream into records, however the network split it.
+
+``feed(bytes) -> records``: each call returns the records completed by the bytes fed,
+holding back only an unfinished one, so nothing waits for more than the current line or
+event. A record that grows past ``max_record_bytes`` without ending is given up on: what
+was held is returned at once as a ``memoryview`` (relay it, do not parse it), and so is
+the rest of that record as it arrives.
+
+Pure: bytes in, bytes out; no I/O, no WSGI.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+#: A record, or (as ``memoryview``) a piece of an oversized one to relay as it is.
+Piece = bytes | memoryview
+
+
+class _Splitter:
+    """Shared buffering; subclasses say where records end."""
+
+    def __init__(self, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+        self.max_record_bytes = max_record_bytes
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._oversized = False
+
+    def feed(self, data: bytes) -> list[Piece]:
+        """Return the records that ``data`` completes, in order."""
+        pieces: list[Piece] = []
+        if self._oversized:
+            end = self._end_of_first(data)
+            if end < 0:
+                return [memoryview(data)]
+            self._oversized = False
+            pieces.append(memoryview(data)[:end])
+            data = data[end:]
+        if self._held:
+            if not self._may_end(data):
+                return self._hold(data, pieces)
+            self._held.append(data)
+            data = b"".join(self._held)
+            self._held.clear()
+            self._held_bytes = 0
+        last_end = self._end_of_last(data)
+        if last_end < 0:
+            return self._hold(data, pieces)
+        self._split(data[:last_end] if last_end < len(data) else data, pieces)
+        if last_end < len(data):
+            self._hold(data[last_end:], pieces)
+        return pieces
+
+    def flush(self) -> bytes:
+        """Return what is held at the end of the stream: an unfinished last record."""
+        rest = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        return rest
+
+    def _hold(self, data: bytes, pieces: list[Piece]) -> list[Piece]:
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > self.max_record_bytes:
+            pieces.append(memoryview(self.flush()))
+            self._oversized = True
+        return pieces
+
+    def _may_end(self, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def _end_of_first(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def _end_of_last(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+        raise NotImplementedError
+
+
+_LINE = re.compile(rb"[^\n]*\n")
+
+
+class NdjsonSplitter(_Splitter):
+    """Cuts ``application/x-ndjson`` into lines, each with its ``\\n``."""
+
+    def feed(self, data: bytes) -> list[Piece]:
+        # The common case first: one whole line per network chunk, as Ollama flushes.
+        if not self._held and not self._oversized and data.find(b"\n") == len(data) - 1:
+            return [data]
+        return super().feed(data)
+
+    def _may_end(self, data: bytes) -> bool:
+        return b"\n" in data
+
+    def _end_of_first(self, data: bytes) -> int:
+        end = data.find(b"\n")
+        return end + 1 if end >= 0 else -1
+
+    def _end_of_last(self, data: bytes) -> int:
+        end = data.rfind(b"\n")
+        return end + 1 if end >= 0 else -1
+
+    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+        pieces.extend(_LINE.findall(data))
+
+
+# An event ends at a blank line: two line ends in a row, a line end being CRLF, LF or CR
+# (the SSE spec, "Interpreting an event stream"). A lone CR is only a line end when no LF
+# follows it, so a CR at the very end of the data must wait for the next byte.
+_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
+
+
+class SseSplitter(_Splitter):
+    """Cuts ``text/event-stream`` into events, each with its closing blank line."""
+
+    def feed(self, data: bytes) -> list[Piece]:
+        # The common case first: one whole event per network chunk, as Ollama flushes.
+        if (
+            not self._held
+            and not self._oversized
+            and data.endswith(b"\n\n")
+            and data.find(b"\n\n") == len(data) - 2
+            and b"\r" not in data
+        ):
+            return [data]
+        return super().feed(data)
+
+    def _may_end(self, data: bytes) -> bool:
+        return b"\n" in data or b"\r" in data
+
+    def _ends(self, data: bytes) -> list[int]:
+        ends = [match.end() for match in _EVENT_END.finditer(data)]
+        if ends and ends[-1] == len(data) and data.endswith(b"\r"):
+            ends.pop()  # a CR LF may be arriving in two pieces
+        return ends
+
+    def _end_of_first(self, data: bytes) -> int:
+        ends = self._ends(data)
+        return ends[0] if ends else -1
+
+    def _end_of_last(self, data: bytes) -> int:
+        ends = self._ends(data)
+        return ends[-1] if ends else -1
+
+    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+        start = 0
+        for end in self._ends(data):
+            pieces.append(data[start:end])
+            start = end

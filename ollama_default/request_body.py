@@ -1,0 +1,288 @@
+"""Request bodies: find the model a request names, decide, and re-serialise.
+
+The decision is made on the parsed JSON, read the way Ollama (Go's ``encoding/json``
+behind gin's ``ShouldBindJSON``) reads it, so what we rewrite is what Ollama would have
+used:
+
+- keys match struct fields case-insensitively, and of several keys for one field the
+  last wins (golang/go#11673, #43664); ``null`` leaves a string field as it was;
+- only the first JSON value is read (``json.Decoder.Decode``): trailing bytes are ignored;
+- invalid UTF-8 inside strings reads as U+FFFD; ``NaN`` and ``Infinity`` are not JSON.
+
+When the decision changes the body, it is re-serialised with every other member, in
+order and with duplicates, exactly as sent: the app sees precisely what was decided.
+
+Pure: bytes and dicts in, bytes out; no I/O, no WSGI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Event,
+    Field,
+    MultipartDecoder,
+    MultipartEncoder,
+    NeedData,
+)
+
+from .aliases import AliasTable, Route
+from .endpoints import Endpoint
+from .errors import RequestError
+
+# Runes that simple-fold to an ASCII letter besides the letter's own cases: Go's
+# encoding/json fold.go special-cases exactly these two.
+_GO_FOLD = str.maketrans({"\u017f": "s", "\u212a": "k"})
+
+
+@dataclass(frozen=True)
+class Rename:
+    """One model reference the request used an alias for.
+
+    ``client_name`` is the name to show the client in responses: the string it sent, or
+    the default alias when it sent none.
+    """
+
+    client_name: str
+    route: Route
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one request: the body to send on (None: unchanged), and renames."""
+
+    body: bytes | None
+    renames: tuple[Rename, ...]
+
+
+UNCHANGED = Decision(None, ())
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object as its members in order, duplicates kept, as Go reads them."""
+
+
+def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
+    """Decide what to send on for a JSON request body.
+
+    :raises RequestError: 400 for a body Ollama could not read as a JSON object.
+    """
+    text = body.decode("utf-8", "replace")
+    if not text.strip():
+        # Ollama answers "missing request body"; that is its call, not ours.
+        return UNCHANGED
+    document = _parse_first_value(text)
+    if document is None:
+        document = _Members()  # Go decodes `null` into an empty request.
+    if not isinstance(document, _Members):
+        raise RequestError(400, f"request body must be a JSON object, not {_json_type(document)}")
+    renames: list[Rename] = []
+    members = list(document)
+    for keys in endpoint.model_fields:
+        rename = _decide_reference(members, keys, endpoint.takes_default, aliases)
+        if rename is not None:
+            renames.append(rename)
+            members = _with_reference(members, keys, rename.route.target)
+    if not renames:
+        return UNCHANGED
+    return Decision(_serialise(_Members(members)), tuple(renames))
+
+
+def decide_multipart(
+    body: bytes, content_type: str, endpoint: Endpoint, aliases: AliasTable
+) -> Decision:
+    """Decide what to send on for a ``multipart/form-data`` body (a form field ``model``).
+
+    Ollama reads the field with Go's ``FormValue``: the first ``model`` field counts.
+
+    :raises RequestError: 400 for a body that is not the multipart form it claims to be.
+    """
+    mimetype, options = parse_options_header(content_type)
+    boundary = options.get("boundary", "").encode("latin-1")
+    if mimetype != "multipart/form-data" or not boundary:
+        return UNCHANGED  # not a form we can read: Ollama will say what is wrong
+    events = _multipart_events(body, boundary)
+    span = _field_span(events, "model")
+    name = b"".join(e.data for e in events[span[0] + 1 : span[1]] if isinstance(e, Data)) if span else b""
+    if not name.strip():
+        rename = default_rename(aliases) if endpoint.takes_default else None
+    else:
+        rename = decide_name(name.decode("utf-8", "replace"), aliases)
+    if rename is None:
+        return UNCHANGED
+    target = Data(rename.route.target.encode(), more_data=False)
+    if span is None:
+        events[-1:-1] = [Field("model", Headers()), target]
+    else:
+        events[span[0] + 1 : span[1]] = [target]
+    encoder = MultipartEncoder(boundary)
+    return Decision(b"".join(encoder.send_event(event) for event in events), (rename,))
+
+
+def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
+    decoder = MultipartDecoder(boundary)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    events: list[Event] = []
+    try:
+        while not isinstance(event := decoder.next_event(), (NeedData, Epilogue)):
+            events.append(event)
+    except ValueError as error:
+        raise RequestError(400, f"invalid multipart body: {error}") from None
+    if not isinstance(event, Epilogue):
+        raise RequestError(400, "invalid multipart body: it ends before its closing boundary")
+    events.append(event)
+    return events
+
+
+def _field_span(events: Sequence[Event], name: str) -> tuple[int, int] | None:
+    """Return (index of the first field ``name``, index after its data), or None."""
+    for start, event in enumerate(events):
+        if isinstance(event, Field) and event.name == name:
+            end = start + 1
+            while end < len(events) and isinstance(events[end], Data):
+                end += 1
+            return start, end
+    return None
+
+
+def decide_name(name: str, aliases: AliasTable) -> Rename | None:
+    """Decide for a model named outside a JSON body (a path segment, a form field)."""
+    route = aliases.resolve(name)
+    return Rename(name, route) if route is not None else None
+
+
+def default_rename(aliases: AliasTable) -> Rename | None:
+    """Return the rename for a request that names no model, when there is a default."""
+    route = aliases.default
+    return Rename(route.alias, route) if route is not None else None
+
+
+def _decide_reference(
+    members: Sequence[tuple[str, Any]],
+    keys: tuple[str, ...],
+    takes_default: bool,
+    aliases: AliasTable,
+) -> Rename | None:
+    name: Any = ""
+    for key in keys:  # cmp.Or(req.Model, req.Name): the first non-empty one.
+        name = _go_field_value(members, key)
+        if not isinstance(name, str):
+            return None  # Ollama rejects a non-string model itself; let it say so.
+        if name:
+            break
+    if not name.strip():  # modelref.ParseRef: blank is "model is required".
+        return default_rename(aliases) if takes_default else None
+    return decide_name(name, aliases)
+
+
+def _go_field_value(members: Sequence[tuple[str, Any]], field_name: str) -> Any:
+    value: Any = ""
+    for key, member_value in members:
+        if member_value is not None and _folds_to(key, field_name):
+            value = member_value
+    return value
+
+
+def _folds_to(key: str, field_name: str) -> bool:
+    return len(key) == len(field_name) and key.translate(_GO_FOLD).lower() == field_name
+
+
+def _with_reference(
+    members: Sequence[tuple[str, Any]], keys: tuple[str, ...], target: str
+) -> list[tuple[str, Any]]:
+    """Replace every member that feeds this reference by one ``keys[0]: target``."""
+    kept: list[tuple[str, Any]] = []
+    placed = False
+    for key, value in members:
+        if any(_folds_to(key, k) for k in keys):
+            if not placed:
+                kept.append((keys[0], target))
+                placed = True
+        else:
+            kept.append((key, value))
+    if not placed:
+        kept.insert(0, (keys[0], target))
+    return kept
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_Members, parse_constant=_reject_constant, parse_float=_parse_float
+)
+
+
+def _parse_first_value(text: str) -> Any:
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    try:
+        value, _end = _DECODER.raw_decode(text, start)
+    except (ValueError, RecursionError) as error:
+        raise RequestError(400, f"invalid JSON in request body: {error}") from None
+    return value
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+_UTF8_SCALAR: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
+_ASCII_SCALAR: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=True).encode
+
+
+def _encode(value: Any, out: list[str], scalar: Callable[[Any], str]) -> None:
+    if isinstance(value, _Members):
+        out.append("{")
+        for index, (key, member) in enumerate(value):
+            if index:
+                out.append(",")
+            out.append(scalar(key))
+            out.append(":")
+            _encode(member, out, scalar)
+        out.append("}")
+    elif isinstance(value, list):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out, scalar)
+        out.append("]")
+    else:
+        out.append(scalar(value))
+
+
+def _serialise(document: _Members) -> bytes:
+    out: list[str] = []
+    _encode(document, out, _UTF8_SCALAR)
+    try:
+        return "".join(out).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate escape ("\ud800") decodes to a lone surrogate, which UTF-8
+        # cannot hold; ASCII escapes carry it on, and Go reads it as U+FFFD either way.
+        out.clear()
+        _encode(document, out, _ASCII_SCALAR)
+        return "".join(out).encode()
