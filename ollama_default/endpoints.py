@@ -76,18 +76,31 @@ _MODEL_OR_NAME = (("model", "name"),)
 
 def _inference(path: str, shape: ErrorShape, response: ResponseFields, summary: str) -> Endpoint:
     return Endpoint(
-        _POST, path, shape, Body.JSON, _MODEL, takes_default=True,
-        response_fields=response, summary=summary,
-    )  # fmt: skip
+        _POST,
+        path,
+        shape,
+        Body.JSON,
+        _MODEL,
+        takes_default=True,
+        response_fields=response,
+        summary=summary,
+    )
 
 
-def _management(method: str, path: str, fields: tuple[tuple[str, ...], ...], summary: str) -> Endpoint:
+def _management(
+    method: str, path: str, fields: tuple[tuple[str, ...], ...], summary: str
+) -> Endpoint:
     # No default here: pulling, pushing, creating, copying or deleting "the default model"
     # because a request forgot its name would be a nasty surprise.
     return Endpoint(
-        frozenset({method}), path, _OLLAMA, Body.JSON, fields,
-        response_fields=_NATIVE_ERROR, summary=summary,
-    )  # fmt: skip
+        frozenset({method}),
+        path,
+        _OLLAMA,
+        Body.JSON,
+        fields,
+        response_fields=_NATIVE_ERROR,
+        summary=summary,
+    )
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -96,13 +109,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _inference("/api/embed", _OLLAMA, _ECHOED_MODEL, "embeddings"),
     _inference("/api/embeddings", _OLLAMA, _NATIVE_ERROR, "embeddings (legacy)"),
     Endpoint(
-        _POST, "/api/show", _OLLAMA, Body.JSON, _MODEL_OR_NAME, takes_default=True,
+        _POST,
+        "/api/show",
+        _OLLAMA,
+        Body.JSON,
+        _MODEL_OR_NAME,
+        takes_default=True,
         # model_info["general.basename"] echoes the requested name for some clients
         # (routes.go, GitHubCopilotChat user agent).
-        response_fields={"error": Field.ERROR,
-                         "model_info": {"general.basename": Field.MODEL_NAME}},
+        response_fields={
+            "error": Field.ERROR,
+            "model_info": {"general.basename": Field.MODEL_NAME},
+        },
         summary="model details",
-    ),  # fmt: skip
+    ),
     _management("POST", "/api/pull", _MODEL_OR_NAME, "download a model"),
     _management("POST", "/api/push", _MODEL_OR_NAME, "upload a model"),
     _management("POST", "/api/create", (("model", "name"), ("from",)), "create a model"),
@@ -112,26 +132,37 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _inference("/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions"),
     _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings"),
     _inference(
-        "/v1/responses", _OPENAI,
+        "/v1/responses",
+        _OPENAI,
         # Streamed events carry the model only under "response" (openai/responses.go).
         {**_ECHOED_MODEL, "response": _ECHOED_MODEL},
         "OpenAI responses",
-    ),  # fmt: skip
+    ),
     _inference(
-        "/v1/messages", _ANTHROPIC,
+        "/v1/messages",
+        _ANTHROPIC,
         # Streamed, only message_start carries it, as message.model (anthropic.go).
         {**_ECHOED_MODEL, "message": {"model": Field.MODEL_NAME}},
         "Anthropic messages",
-    ),  # fmt: skip
+    ),
     Endpoint(
-        _GET, "/v1/models/{model}", _OPENAI, path_model=True,
+        _GET,
+        "/v1/models/{model}",
+        _OPENAI,
+        path_model=True,
         response_fields={"id": Field.MODEL_NAME, "error": Field.ERROR},
         summary="OpenAI model details",
-    ),  # fmt: skip
+    ),
     Endpoint(
-        _POST, "/v1/audio/transcriptions", _OPENAI, Body.MULTIPART, _MODEL,
-        takes_default=True, response_fields=_NATIVE_ERROR, summary="OpenAI transcription",
-    ),  # fmt: skip
+        _POST,
+        "/v1/audio/transcriptions",
+        _OPENAI,
+        Body.MULTIPART,
+        _MODEL,
+        takes_default=True,
+        response_fields=_NATIVE_ERROR,
+        summary="OpenAI transcription",
+    ),
     # Routes that name no model in the request; listed so that the table is complete.
     Endpoint(_GET_HEAD, "/", _OLLAMA, summary="health check"),
     Endpoint(_GET_HEAD, "/api/version", _OLLAMA, summary="server version"),
@@ -157,7 +188,7 @@ def find_endpoint(path: str) -> Endpoint | None:
         return endpoint
     for prefix, endpoint in _BY_PREFIX:
         # A parameter is one path segment (gin: ":model" stops at "/").
-        if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]:
+        if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix) :]:
             return endpoint
     return None
 

@@ -57,9 +57,7 @@ def error_body(shape: ErrorShape, status: int, message: str) -> bytes:
     document: object
     if shape is ErrorShape.OPENAI:
         error_type = _OPENAI_TYPES.get(status, "api_error")
-        document = {
-            "error": {"message": message, "type": error_type, "param": None, "code": None}
-        }
+        document = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
     elif shape is ErrorShape.ANTHROPIC:
         error_type = _ANTHROPIC_TYPES.get(status, "api_error")
         document = {"type": "error", "error": {"type": error_type, "message": message}}

@@ -19,9 +19,9 @@ from werkzeug.wsgi import get_input_stream
 from .aliases import AliasTable
 from .endpoints import Body, Endpoint, find_endpoint
 from .errors import ConfigError, RequestError, error_body, status_line
-from .framing import MAX_RECORD_BYTES, NdjsonSplitter, Piece, SseSplitter
+from .framing import MAX_RECORD_BYTES
 from .request_body import Decision, decide_json, decide_multipart, decide_name
-from .response_body import NameRestorer
+from .response_body import STREAM_MEDIA_TYPES, NameRestorer, StreamRestorer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -81,9 +81,7 @@ class DefaultModel:
         self.max_body_bytes = max_body_bytes
         self.max_record_bytes = max_record_bytes
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         endpoint = find_endpoint(environ.get("PATH_INFO", ""))
         if (
             endpoint is None
@@ -200,8 +198,13 @@ class _Exchange:
         self._app_iter = app(environ, self._capture_start)
 
     def _capture_start(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | tuple[None, None, None] | None = None,
     ) -> Callable[[bytes], object]:
+        if exc_info is not None and exc_info[0] is None:
+            exc_info = None
         if exc_info is not None and self._write is not None:
             # PEP 3333: headers already went out; the server re-raises.
             self._start_response(status, headers, exc_info)
@@ -220,28 +223,16 @@ class _Exchange:
                 encoding = value.strip().lower()
         if self._is_head or self._status.startswith(_NO_BODY_STATUSES) or encoding != "identity":
             return  # no body to read, or one we cannot read without decoding it
-        if media_type == "application/x-ndjson":
-            self._stream(NdjsonSplitter(self._max_record_bytes), self._restorer.restore)
-        elif media_type == "text/event-stream":
-            self._stream(SseSplitter(self._max_record_bytes), self._restorer.restore_event)
+        if media_type in STREAM_MEDIA_TYPES:
+            self._stream(media_type)
         elif media_type == "application/json":
             self._document = []
             self._document_bytes = 0
 
-    def _stream(self, splitter: NdjsonSplitter | SseSplitter, restore: Callable[[bytes], bytes]) -> None:
+    def _stream(self, media_type: str) -> None:
         self._headers = [(n, v) for n, v in self._headers if n.lower() != "content-length"]
-
-        def feed(data: bytes) -> bytes:
-            pieces = splitter.feed(data)
-            if len(pieces) == 1:
-                return _restored(pieces[0], restore)
-            return b"".join([_restored(piece, restore) for piece in pieces])
-
-        def finish() -> bytes:
-            rest = splitter.flush()
-            return restore(rest) if rest else b""
-
-        self._feed, self._finish = feed, finish
+        stream = StreamRestorer(self._restorer, media_type, self._max_record_bytes)
+        self._feed, self._finish = stream.feed, stream.finish
 
     def _send_headers(self) -> Callable[[bytes], object]:
         if self._write is None:
@@ -295,16 +286,9 @@ class _Exchange:
             close()
 
 
-def _restored(piece: Piece, restore: Callable[[bytes], bytes]) -> bytes:
-    if type(piece) is bytes:
-        return restore(piece)
-    return bytes(piece)  # a piece of an oversized record: relayed unparsed
-
-
 def _unchanged(data: bytes) -> bytes:
     return data
 
 
 def _nothing() -> bytes:
     return b""
-

@@ -112,7 +112,11 @@ def decide_multipart(
         return UNCHANGED  # not a form we can read: Ollama will say what is wrong
     events = _multipart_events(body, boundary)
     span = _field_span(events, "model")
-    name = b"".join(e.data for e in events[span[0] + 1 : span[1]] if isinstance(e, Data)) if span else b""
+    name = (
+        b"".join(e.data for e in events[span[0] + 1 : span[1]] if isinstance(e, Data))
+        if span
+        else b""
+    )
     if not name.strip():
         rename = default_rename(aliases) if endpoint.takes_default else None
     else:
@@ -142,6 +146,10 @@ def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
         raise RequestError(400, "invalid multipart body: it ends before its closing boundary")
     events.append(event)
     return events
+
+
+def _data(events: Sequence[Event], span: tuple[int, int]) -> list[bytes]:
+    return [event.data for event in events[span[0] + 1 : span[1]] if isinstance(event, Data)]
 
 
 def _field_span(events: Sequence[Event], name: str) -> tuple[int, int] | None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from json.decoder import scanstring
+from collections.abc import Callable, Mapping, Sequence
+from json.decoder import scanstring  # type: ignore[attr-defined]
 
 from .endpoints import Field, ResponseFields
+from .framing import MAX_RECORD_BYTES, NdjsonSplitter, SseSplitter
 from .model_names import DEFAULT_TAG, name_key, parse_name
 from .request_body import Rename
 
@@ -187,16 +188,15 @@ class NameRestorer:
         if field is Field.ERROR and opener == "{":
             return self._walk_object(text, index, _ERROR_MESSAGE, edits)
         if isinstance(field, Field) and opener == '"':
-            value, end = scanstring(text, index + 1)
-            replacement = (
-                self._shown_name(value) if field is Field.MODEL_NAME
-                else self._shown_message(text[index:end])
-            )  # fmt: skip
+            value, string_end = scanstring(text, index + 1)
+            if field is Field.MODEL_NAME:
+                replacement = self._shown_name(value)
+            else:
+                replacement = self._shown_message(text[index:string_end])
             if replacement is not None:
-                edits.append((index, end, replacement))
-            return end
-        _value, end = _DECODER.raw_decode(text, index)
-        return int(end)
+                edits.append((index, string_end, replacement))
+            return int(string_end)
+        return int(_DECODER.raw_decode(text, index)[1])
 
     def _shown_name(self, value: str) -> str | None:
         key = name_key(value)
@@ -209,10 +209,61 @@ class NameRestorer:
         """Rewrite names inside a JSON string literal, leaving its escapes as they are."""
         # Model names hold no character JSON escapes, so they appear in the literal as is.
         changed = literal
-        for rename, pattern in zip(self._renames, self._error_patterns):
+        for rename, pattern in zip(self._renames, self._error_patterns, strict=True):
             shown = json.dumps(rename.client_name, ensure_ascii=False)[1:-1]
-            changed = pattern.sub(lambda match, shown=shown: match[1] + shown, changed)
+            changed = pattern.sub(_Replacement(shown), changed)
         return changed if changed != literal else None
+
+
+class StreamRestorer:
+    """Restores names in a streamed body: framing, then :class:`NameRestorer` per record.
+
+    ``feed`` returns at once everything the bytes fed complete, so a stream keeps its
+    pace; an unfinished record waits for its end (at most ``max_record_bytes``).
+
+    :param restorer: the request's name restorer.
+    :param media_type: ``application/x-ndjson`` or ``text/event-stream``.
+    """
+
+    def __init__(
+        self, restorer: NameRestorer, media_type: str, max_record_bytes: int = MAX_RECORD_BYTES
+    ) -> None:
+        self._splitter: NdjsonSplitter | SseSplitter
+        self._restore: Callable[[bytes], bytes]
+        if media_type == "text/event-stream":
+            self._splitter = SseSplitter(max_record_bytes)
+            self._restore = restorer.restore_event
+        else:
+            self._splitter = NdjsonSplitter(max_record_bytes)
+            self._restore = restorer.restore
+
+    def feed(self, data: bytes) -> bytes:
+        """Return the restored records that ``data`` completes (maybe ``b""``)."""
+        pieces = self._splitter.feed(data)
+        restore = self._restore
+        if len(pieces) == 1:
+            piece = pieces[0]
+            return restore(piece) if type(piece) is bytes else bytes(piece)
+        # memoryview pieces belong to an oversized record: relayed unparsed.
+        return b"".join([restore(p) if type(p) is bytes else p for p in pieces])
+
+    def finish(self) -> bytes:
+        """Return the restored last record, for a stream that ends without a delimiter."""
+        rest = self._splitter.flush()
+        return self._restore(rest) if rest else b""
+
+
+STREAM_MEDIA_TYPES = frozenset({"application/x-ndjson", "text/event-stream"})
+
+
+class _Replacement:
+    """``re.sub`` replacement: keep the quote before the name, put ``shown`` for it."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def __call__(self, match: re.Match[str]) -> str:
+        return match[1] + self.shown
 
 
 def _skip_space(text: str, index: int) -> int:
