@@ -45,12 +45,10 @@ class _Splitter:
             data = b"".join(self._held)
             self._held.clear()
             self._held_bytes = 0
-        last_end = self._end_of_last(data)
-        if last_end < 0:
-            return self._hold(data, pieces)
-        self._split(data[:last_end] if last_end < len(data) else data, pieces)
-        if last_end < len(data):
-            self._hold(data[last_end:], pieces)
+        records, consumed = self._complete_records(data)
+        pieces.extend(records)
+        if consumed < len(data):
+            self._hold(data[consumed:], pieces)
         return pieces
 
     def flush(self) -> bytes:
@@ -74,10 +72,8 @@ class _Splitter:
     def _end_of_first(self, data: bytes) -> int:
         raise NotImplementedError
 
-    def _end_of_last(self, data: bytes) -> int:
-        raise NotImplementedError
-
-    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+    def _complete_records(self, data: bytes) -> tuple[list[bytes], int]:
+        """Return the whole records at the start of ``data``, and how many bytes they take."""
         raise NotImplementedError
 
 
@@ -100,17 +96,15 @@ class NdjsonSplitter(_Splitter):
         end = data.find(b"\n")
         return end + 1 if end >= 0 else -1
 
-    def _end_of_last(self, data: bytes) -> int:
-        end = data.rfind(b"\n")
-        return end + 1 if end >= 0 else -1
-
-    def _split(self, data: bytes, pieces: list[Piece]) -> None:
-        pieces.extend(_LINE.findall(data))
+    def _complete_records(self, data: bytes) -> tuple[list[bytes], int]:
+        consumed = data.rfind(b"\n") + 1
+        return _LINE.findall(data, 0, consumed), consumed
 
 
 # An event ends at a blank line: two line ends in a row, a line end being CRLF, LF or CR
-# (the SSE spec, "Interpreting an event stream"). A lone CR is only a line end when no LF
-# follows it, so a CR at the very end of the data must wait for the next byte.
+# (the SSE spec, "Interpreting an event stream"). A CR at the very end of the data is
+# taken as a line end at once: should an LF follow, it starts the next piece as an empty
+# line, which dispatches nothing, and the bytes relayed are the same.
 _EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
 
 
@@ -132,22 +126,15 @@ class SseSplitter(_Splitter):
     def _may_end(self, data: bytes) -> bool:
         return b"\n" in data or b"\r" in data
 
-    def _ends(self, data: bytes) -> list[int]:
-        ends = [match.end() for match in _EVENT_END.finditer(data)]
-        if ends and ends[-1] == len(data) and data.endswith(b"\r"):
-            ends.pop()  # a CR LF may be arriving in two pieces
-        return ends
-
     def _end_of_first(self, data: bytes) -> int:
-        ends = self._ends(data)
-        return ends[0] if ends else -1
+        match = _EVENT_END.search(data)
+        return match.end() if match else -1
 
-    def _end_of_last(self, data: bytes) -> int:
-        ends = self._ends(data)
-        return ends[-1] if ends else -1
-
-    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+    def _complete_records(self, data: bytes) -> tuple[list[bytes], int]:
+        records = []
         start = 0
-        for end in self._ends(data):
-            pieces.append(data[start:end])
+        for match in _EVENT_END.finditer(data):
+            end = match.end()
+            records.append(data[start:end])
             start = end
+        return records, start

@@ -48,15 +48,21 @@ class NameRestorer:
 
     :param renames: the names the request used and the routes they took.
     :param fields: where model names sit in this endpoint's responses.
+    :param fast: take the byte-level shortcut where it applies; off, every record is
+        parsed (the same output, slower: the benchmark and the tests compare the two).
     """
 
-    def __init__(self, renames: Sequence[Rename], fields: ResponseFields) -> None:
+    def __init__(
+        self, renames: Sequence[Rename], fields: ResponseFields, *, fast: bool = True
+    ) -> None:
         self._renames = tuple(renames)
         self._fields = fields
         self._error_patterns = tuple(_error_pattern(rename) for rename in self._renames)
         # The fast path covers the one-rename case with a top-level "model" field and no
         # other model-name fields than "model" keys.
-        self._fast = len(self._renames) == 1 and _only_model_keys(fields) and "model" in fields
+        self._fast = (
+            fast and len(self._renames) == 1 and _only_model_keys(fields) and "model" in fields
+        )
         first = self._renames[0]
         sent = json.dumps(first.route.target).encode()
         shown = json.dumps(first.client_name, ensure_ascii=False).encode()
