@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,7 +48,7 @@ def test_a_record_over_the_limit_is_relayed_raw_until_it_ends() -> None:
 def framed(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     body = draw(st.binary(max_size=300).map(lambda b: b.replace(b"\x00", b"\n")))
     cuts = sorted({0, len(body), *draw(st.lists(st.integers(0, len(body)), max_size=10))})
-    return body, [body[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return body, [body[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 @pytest.mark.parametrize("splitter_type", [NdjsonSplitter, SseSplitter])
@@ -64,7 +66,7 @@ def test_nothing_is_lost_or_reordered(
 def test_every_complete_record_comes_out_before_more_bytes_arrive(
     case: tuple[bytes, list[bytes]],
 ) -> None:
-    body, chunks = case
+    _body, chunks = case
     splitter = NdjsonSplitter()
     seen = b""
     out = b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -281,6 +282,6 @@ def test_splitting_a_stream_anywhere_gives_the_same_output(
         return output + stream_restorer.finish()
 
     positions = sorted({0, len(body), *(c for c in cuts if c < len(body))})
-    chunks = [body[a:b] for a, b in zip(positions, positions[1:], strict=False)]
+    chunks = [body[a:b] for a, b in itertools.pairwise(positions)]
     assert run(chunks) == run([body])
     assert run([body[i : i + 1] for i in range(len(body))]) == run([body])
