@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from .aliases import AliasTable
 from .endpoints import Body, Endpoint, find_endpoint
@@ -122,15 +122,24 @@ class DefaultModel:
         has_length = environ.get("CONTENT_LENGTH", "") not in ("", "0")
         if not has_length and not environ.get("wsgi.input_terminated"):
             return None  # no body, or one this server cannot frame: leave it to the app
+        too_large = RequestError(
+            413, f"request body is larger than the limit of {self.max_body_bytes} bytes"
+        )
+        content_length = get_content_length(environ)
+        if content_length is not None and content_length > self.max_body_bytes:
+            raise too_large  # refused before reading a byte of it
         try:
-            stream = get_input_stream(environ, max_content_length=self.max_body_bytes)
-            return stream.read()
+            # One byte over the limit: a bounded stream (chunked input) stops at its
+            # limit without a word, so only an extra byte tells "at" from "over".
+            stream = get_input_stream(environ, max_content_length=self.max_body_bytes + 1)
+            body = stream.read()
         except RequestEntityTooLarge:
-            raise RequestError(
-                413, f"request body is larger than the limit of {self.max_body_bytes} bytes"
-            ) from None
+            raise too_large from None
         except ClientDisconnected:
             raise RequestError(400, "request body ended before its Content-Length") from None
+        if len(body) > self.max_body_bytes:
+            raise too_large
+        return body
 
 
 def _mapping(
