@@ -74,7 +74,12 @@ class AliasTable(Mapping[str, Route]):
             raise ConfigError(f"default {default!r} is not one of the aliases {sorted(routes)}")
         self._routes = routes
         self._by_key = by_key
-        self.default: Route | None = routes[default] if default is not None else None
+        self._default = routes[default] if default is not None else None
+
+    @property
+    def default(self) -> Route | None:
+        """The route for requests that name no model, or None when there is no default."""
+        return self._default
 
     def resolve(self, name: str) -> Route | None:
         """Return the route for an alias in any spelling Ollama accepts, else None."""

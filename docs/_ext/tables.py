@@ -1,0 +1,103 @@
+"""Tables generated from the code and the tests, so the docs cannot drift from either.
+
+``.. endpoint-table::`` renders :data:`ollama_default.endpoints.ENDPOINTS`;
+``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+from ollama_default.endpoints import ENDPOINTS, Field, ResponseFields
+
+TESTS = Path(__file__).resolve().parents[2] / "tests"
+
+
+def _paths(fields: ResponseFields, prefix: str = "") -> list[str]:
+    found = []
+    for key, value in fields.items():
+        if isinstance(value, Field):
+            if value is Field.MODEL_NAME:
+                found.append(f"``{prefix}{key}``")
+        else:
+            found.extend(_paths(value, f"{prefix}{key}."))
+    return found
+
+
+def _request_fields(endpoint: Any) -> str:
+    if endpoint.path_model:
+        return "the path segment"
+    refs = []
+    for keys in endpoint.model_fields:
+        ref = " or ".join(f"``{key}``" for key in keys)
+        refs.append(ref + (" (form field)" if endpoint.body.value == "multipart" else ""))
+    return ", ".join(refs) or "none"
+
+
+class _Table(SphinxDirective):
+    header: tuple[str, ...] = ()
+    widths: str = "auto"
+
+    def rows(self) -> list[tuple[str, ...]]:
+        raise NotImplementedError
+
+    def run(self) -> list[nodes.Node]:
+        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {self.widths}", ""]
+        for row in [self.header, *self.rows()]:
+            lines.append(f"   * - {row[0]}")
+            lines.extend(f"     - {cell}" for cell in row[1:])
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines), self.content_offset, container)
+        return container.children
+
+
+class EndpointTable(_Table):
+    header = (
+        "Method, path",
+        "Model in the request",
+        "Default?",
+        "Model names in the response",
+        "Errors",
+    )
+
+    def rows(self) -> list[tuple[str, ...]]:
+        rows = []
+        for endpoint in ENDPOINTS:
+            methods = ", ".join(sorted(endpoint.methods))
+            response = _paths(endpoint.response_fields)
+            if "error" in endpoint.response_fields:
+                response.append("names in error messages")
+            rows.append((
+                f"{methods} ``{endpoint.path}``",
+                _request_fields(endpoint),
+                "yes" if endpoint.takes_default else "no",
+                ", ".join(response) or "none (passed through)",
+                endpoint.shape.value,
+            ))  # fmt: skip
+        return rows
+
+
+class BadInputTable(_Table):
+    header = ("A request with", "gets")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        spec = importlib.util.spec_from_file_location("test_bad_input", TESTS / "test_bad_input.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return [(case.sent, case.answer) for case in module.BAD_INPUT]
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("endpoint-table", EndpointTable)
+    app.add_directive("bad-input-table", BadInputTable)
+    return {"parallel_read_safe": True}
