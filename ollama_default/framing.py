@@ -28,8 +28,14 @@ class _Splitter:
         self._held_bytes = 0
         self._oversized = False
 
+    def is_one_record(self, data: bytes) -> bool:
+        """Whether ``data`` is exactly one whole record, with nothing held before it."""
+        raise NotImplementedError
+
     def feed(self, data: bytes) -> list[Piece]:
         """Return the records that ``data`` completes, in order."""
+        if self.is_one_record(data):
+            return [data]
         pieces: list[Piece] = []
         if self._oversized:
             end = self._end_of_first(data)
@@ -83,11 +89,8 @@ _LINE = re.compile(rb"[^\n]*\n")
 class NdjsonSplitter(_Splitter):
     """Cuts ``application/x-ndjson`` into lines, each with its ``\\n``."""
 
-    def feed(self, data: bytes) -> list[Piece]:
-        # The common case first: one whole line per network chunk, as Ollama flushes.
-        if not self._held and not self._oversized and data.find(b"\n") == len(data) - 1:
-            return [data]
-        return super().feed(data)
+    def is_one_record(self, data: bytes) -> bool:
+        return not self._held and not self._oversized and data.find(b"\n") == len(data) - 1
 
     def _may_end(self, data: bytes) -> bool:
         return b"\n" in data
@@ -108,20 +111,18 @@ class NdjsonSplitter(_Splitter):
 _EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
 
 
+def is_single_line_event(data: bytes) -> bool:
+    """Whether ``data`` is one line and the blank line ending it (``data: ...\\n\\n``)."""
+    return data.find(b"\n") == len(data) - 2 and data.endswith(b"\n") and data.find(b"\r") < 0
+
+
 class SseSplitter(_Splitter):
     """Cuts ``text/event-stream`` into events, each with its closing blank line."""
 
-    def feed(self, data: bytes) -> list[Piece]:
-        # The common case first: one whole event per network chunk, as Ollama flushes.
-        if (
-            not self._held
-            and not self._oversized
-            and data.endswith(b"\n\n")
-            and data.find(b"\n\n") == len(data) - 2
-            and b"\r" not in data
-        ):
-            return [data]
-        return super().feed(data)
+    def is_one_record(self, data: bytes) -> bool:
+        # Only single-line events qualify: that is what Ollama sends, and it is cheap to
+        # tell; any other event takes the general path.
+        return not self._held and not self._oversized and is_single_line_event(data)
 
     def _may_end(self, data: bytes) -> bool:
         return b"\n" in data or b"\r" in data

@@ -15,13 +15,15 @@ Pure: bytes in, bytes out; no I/O, no WSGI.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from json.decoder import scanstring  # type: ignore[attr-defined]
 
+from .aliases import Route
 from .endpoints import Field, ResponseFields
-from .framing import MAX_RECORD_BYTES, NdjsonSplitter, SseSplitter
+from .framing import MAX_RECORD_BYTES, NdjsonSplitter, SseSplitter, is_single_line_event
 from .model_names import DEFAULT_TAG, name_key, parse_name
 from .request_body import Rename
 
@@ -35,6 +37,8 @@ _ERROR_MESSAGE: ResponseFields = {"message": Field.ERROR}
 _MODEL_KEY = b'"model"'
 _MODEL_LETTER_ESCAPE = b"\\u006"
 _ERROR_KEY = b'"error"'
+# A JSON string literal, escapes and all (RFC 8259 section 7).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class NameRestorer:
@@ -57,7 +61,6 @@ class NameRestorer:
     ) -> None:
         self._renames = tuple(renames)
         self._fields = fields
-        self._error_patterns = tuple(_error_pattern(rename) for rename in self._renames)
         # The fast path covers the one-rename case with a top-level "model" field and no
         # other model-name fields than "model" keys.
         self._fast = (
@@ -79,12 +82,14 @@ class NameRestorer:
         A record that is not a JSON object, or not UTF-8, is returned unchanged: what we
         do not understand passes through byte for byte.
         """
-        if self._fast and _ERROR_KEY not in record and _MODEL_LETTER_ESCAPE not in record:
-            count = record.count(_MODEL_KEY)
-            if count == 0:
+        # bytes.find, not "in": on CPython "in" first tries the needle as an int.
+        if self._fast and record.find(_ERROR_KEY) < 0 and record.find(_MODEL_LETTER_ESCAPE) < 0:
+            first = record.find(_MODEL_KEY)
+            if first < 0:
                 return record
-            if count == 1 and record.startswith(self._sent_start):
-                return self._shown_start + record[len(self._sent_start) :]
+            sent_start = self._sent_start
+            if first == 1 and record.startswith(sent_start) and record.find(_MODEL_KEY, 2) < 0:
+                return self._shown_start + record[len(sent_start) :]
         return self._restore_parsed(record)
 
     def restore_event(self, event: bytes) -> bytes:
@@ -92,14 +97,43 @@ class NameRestorer:
 
         ``data: [DONE]`` and events without JSON data pass through unchanged.
         """
-        if self._fast and _ERROR_KEY not in event and _MODEL_LETTER_ESCAPE not in event:
-            count = event.count(_MODEL_KEY)
-            if count == 0:
+        if is_single_line_event(event):
+            return self.restore_single_line_event(event)
+        return self._restore_event_parsed(event)
+
+    def restore_single_line_event(self, event: bytes) -> bytes:
+        """:meth:`restore_event` for an event known to be one line, ``...\n\n``, no CR."""
+        if self._fast and event.find(_ERROR_KEY) < 0 and event.find(_MODEL_LETTER_ESCAPE) < 0:
+            first = event.find(_MODEL_KEY)
+            if first < 0:
                 return event
-            if count == 1:
-                restored = self._restore_openai_chunk(event)
-                if restored is not None:
-                    return restored
+            at = first - 1  # where ',"model":"<target>"' would start
+            if (
+                event.startswith(self._sent_next, at)
+                and event.find(_MODEL_KEY, first + 1) < 0
+                and event.startswith(b"data: {")
+                and self._is_top_level(event, at)
+            ):
+                return event[:at] + self._shown_next + event[at + len(self._sent_next) :]
+        return self._restore_event_parsed(event)
+
+    def _is_top_level(self, event: bytes, at: int) -> bool:
+        """Whether the member at ``event[at]`` (after ``data: {``) is in the outer object.
+
+        A member preceded by ',' is a member of some object: of the outer one when no
+        bracket opens before it, or none but the outer one closes after it, or, failing
+        both quick tests, when the brackets before it, strings taken out, balance.
+        """
+        if event.find(b"{", 7, at) < 0 and event.find(b"[", 7, at) < 0:
+            return True
+        end, stop = at + len(self._sent_next), len(event) - 3
+        if all(event.find(bracket, end, stop) < 0 for bracket in (b"{", b"[", b"}", b"]")):
+            return True
+        structure = _JSON_STRING.sub(b"", event[7:at])
+        opened = structure.count(b"{") + structure.count(b"[")
+        return opened == structure.count(b"}") + structure.count(b"]")
+
+    def _restore_event_parsed(self, event: bytes) -> bytes:
         lines = event.splitlines(keepends=True)
         changed = False
         for index, line in enumerate(lines):
@@ -112,26 +146,6 @@ class NameRestorer:
                     lines[index] = body[:start] + restored + line[len(body) :]
                     changed = True
         return b"".join(lines) if changed else event
-
-    def _restore_openai_chunk(self, event: bytes) -> bytes | None:
-        """The fast path for ``data: {...,"model":"x",...}\\n\\n`` (OpenAI chunks)."""
-        if not (event.startswith(b"data: {") and event.endswith(b"\n\n")):
-            return None
-        if event.find(b"\n") != len(event) - 2 or b"\r" in event:
-            return None  # more than one line: take the full parse
-        at = event.find(self._sent_next)
-        if at < 0:
-            return None
-        end = at + len(self._sent_next)
-        # A key preceded by ',' is a key of some object; it is a top-level one if no
-        # bracket opens before it or none but the document's own closes after it.
-        before, after = event[7:at], event[end:-3]
-        top_level = (b"{" not in before and b"[" not in before) or not (
-            b"{" in after or b"[" in after or b"}" in after or b"]" in after
-        )
-        if not top_level:
-            return None
-        return event[:at] + self._shown_next + event[end:]
 
     def _restore_parsed(self, document: bytes) -> bytes:
         try:
@@ -215,9 +229,9 @@ class NameRestorer:
         """Rewrite names inside a JSON string literal, leaving its escapes as they are."""
         # Model names hold no character JSON escapes, so they appear in the literal as is.
         changed = literal
-        for rename, pattern in zip(self._renames, self._error_patterns, strict=True):
+        for rename in self._renames:
             shown = json.dumps(rename.client_name, ensure_ascii=False)[1:-1]
-            changed = pattern.sub(_Replacement(shown), changed)
+            changed = _error_pattern(rename.route).sub(_Replacement(shown), changed)
         return changed if changed != literal else None
 
 
@@ -236,22 +250,22 @@ class StreamRestorer:
     ) -> None:
         self._splitter: NdjsonSplitter | SseSplitter
         self._restore: Callable[[bytes], bytes]
+        self._restore_whole: Callable[[bytes], bytes]
         if media_type == "text/event-stream":
             self._splitter = SseSplitter(max_record_bytes)
             self._restore = restorer.restore_event
+            self._restore_whole = restorer.restore_single_line_event
         else:
             self._splitter = NdjsonSplitter(max_record_bytes)
-            self._restore = restorer.restore
+            self._restore = self._restore_whole = restorer.restore
 
     def feed(self, data: bytes) -> bytes:
         """Return the restored records that ``data`` completes (maybe ``b""``)."""
-        pieces = self._splitter.feed(data)
+        if self._splitter.is_one_record(data):  # as Ollama flushes: one record a chunk
+            return self._restore_whole(data)
         restore = self._restore
-        if len(pieces) == 1:
-            piece = pieces[0]
-            return restore(piece) if type(piece) is bytes else bytes(piece)
         # memoryview pieces belong to an oversized record: relayed unparsed.
-        return b"".join([restore(p) if type(p) is bytes else p for p in pieces])
+        return b"".join([restore(p) if type(p) is bytes else p for p in self._splitter.feed(data)])
 
     def finish(self) -> bytes:
         """Return the restored last record, for a stream that ends without a delimiter."""
@@ -286,15 +300,16 @@ def _only_model_keys(fields: ResponseFields) -> bool:
     return True
 
 
-def _error_pattern(rename: Rename) -> re.Pattern[str]:
+@functools.lru_cache(maxsize=1024)
+def _error_pattern(route: Route) -> re.Pattern[str]:
     """Match the target in an error message's JSON literal, in every spelling Ollama uses.
 
     Ollama's messages quote names (``model 'x' not found``, ``model "x" not found``) or
     start with one (``registry.ollama.ai/library/x:latest does not support tools``), so a
     name only counts there, never as a word inside other text.
     """
-    spellings = {rename.route.target.strip()}
-    for key in rename.route.target_keys:
+    spellings = {route.target.strip()}
+    for key in route.target_keys:
         parsed = parse_name(key)
         if parsed is not None:
             shortest = parsed.display_shortest()

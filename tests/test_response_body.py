@@ -140,6 +140,15 @@ def test_a_cloud_target_echoed_by_its_base_name_is_restored() -> None:
             b'"Hel","index":0,"finish_reason":null}],"model":"llmodel",'
             b'"system_fingerprint":"fp_ollama"}\n\n',
         ),
+        (
+            "/v1/completions",
+            b'data: {"id":"cmpl-42","object":"text_completion","created":1,"choices":[{"text":'
+            b'"[{","index":0,"finish_reason":null}],"model":"aya-expanse:8b-q8_0",'
+            b'"system_fingerprint":"fp_ollama","usage":{"prompt_tokens":0}}\n\n',
+            b'data: {"id":"cmpl-42","object":"text_completion","created":1,"choices":[{"text":'
+            b'"[{","index":0,"finish_reason":null}],"model":"llmodel",'
+            b'"system_fingerprint":"fp_ollama","usage":{"prompt_tokens":0}}\n\n',
+        ),
         ("/v1/chat/completions", b"data: [DONE]\n\n", b"data: [DONE]\n\n"),
         (
             "/v1/responses",
@@ -163,7 +172,7 @@ def test_a_cloud_target_echoed_by_its_base_name_is_restored() -> None:
             b'"delta":{"type":"text_delta","text":"\\"model\\":\\"aya-expanse:8b-q8_0\\""}}\n\n',
         ),
     ],
-    ids=["openai-chunk", "completions-chunk", "done", "responses", "anthropic-crlf", "text"],
+    ids=["openai-chunk", "completions-chunk", "completions-usage", "done", "responses", "anthropic-crlf", "text"],
 )
 def test_server_sent_events(path: str, event: bytes, expected: bytes) -> None:
     assert restorer(path).restore_event(event) == expected
