@@ -172,7 +172,15 @@ def test_a_cloud_target_echoed_by_its_base_name_is_restored() -> None:
             b'"delta":{"type":"text_delta","text":"\\"model\\":\\"aya-expanse:8b-q8_0\\""}}\n\n',
         ),
     ],
-    ids=["openai-chunk", "completions-chunk", "completions-usage", "done", "responses", "anthropic-crlf", "text"],
+    ids=[
+        "openai-chunk",
+        "completions-chunk",
+        "completions-usage",
+        "done",
+        "responses",
+        "anthropic-crlf",
+        "text",
+    ],
 )
 def test_server_sent_events(path: str, event: bytes, expected: bytes) -> None:
     assert restorer(path).restore_event(event) == expected
