@@ -250,43 +250,42 @@ class _Exchange:
 
     def _app_write(self, data: bytes) -> None:
         """The ``write()`` callable PEP 3333 gives apps: same rewriting, sent at once."""
-        for chunk in self._relay(data):
-            self._send_headers()(chunk)
+        output = self._relay(data)
+        if output:
+            self._send_headers()(output)
 
-    def _relay(self, data: bytes) -> Iterator[bytes]:
-        if self._document is not None:
-            self._document.append(data)
-            self._document_bytes += len(data)
-            if self._document_bytes > self._max_record_bytes:
-                held, self._document = b"".join(self._document), None
-                yield held  # too large to be one record: relayed as it is
-        else:
-            output = self._feed(data)
-            if output:
-                yield output
+    def _relay(self, data: bytes) -> bytes:
+        """Return what can go to the client now that ``data`` came from the app."""
+        if self._document is None:
+            return self._feed(data)
+        self._document.append(data)
+        self._document_bytes += len(data)
+        if self._document_bytes <= self._max_record_bytes:
+            return b""
+        held, self._document = b"".join(self._document), None
+        return held  # too large to be one record: relayed as it is, and the rest too
 
-    def _end(self) -> Iterator[bytes]:
-        if self._document is not None:
-            document = self._restorer.restore(b"".join(self._document))
-            self._headers = [(n, v) for n, v in self._headers if n.lower() != "content-length"]
-            self._headers.append(("Content-Length", str(len(document))))
-            self._document = None
-            if document:
-                yield document
-        else:
-            rest = self._finish()
-            if rest:
-                yield rest
+    def _end(self) -> bytes:
+        """Return what is left to send once the app's body has ended."""
+        if self._document is None:
+            return self._finish()
+        document = self._restorer.restore(b"".join(self._document))
+        self._document = None
+        self._headers = [(n, v) for n, v in self._headers if n.lower() != "content-length"]
+        self._headers.append(("Content-Length", str(len(document))))
+        return document
 
     def __iter__(self) -> Iterator[bytes]:
+        relay = self._relay
         for data in self._app_iter:
-            for chunk in self._relay(data):
+            output = relay(data)
+            if output:
                 self._send_headers()
-                yield chunk
-        for chunk in self._end():
-            self._send_headers()
-            yield chunk
+                yield output
+        output = self._end()
         self._send_headers()
+        if output:
+            yield output
 
     def close(self) -> None:
         """Close the app's iterable, so an upstream stream stops when the client leaves."""
