@@ -30,6 +30,7 @@ from werkzeug.sansio.multipart import (
     Epilogue,
     Event,
     Field,
+    File,
     MultipartDecoder,
     MultipartEncoder,
     NeedData,
@@ -144,6 +145,8 @@ def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
         raise RequestError(400, f"invalid multipart body: {error}") from None
     if not isinstance(event, Epilogue):
         raise RequestError(400, "invalid multipart body: it ends before its closing boundary")
+    if any(isinstance(e, (Field, File)) and not e.name for e in events):
+        raise RequestError(400, "invalid multipart body: a part has no name")
     events.append(event)
     return events
 

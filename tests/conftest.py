@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# Examples are judged on what they find, not how fast they run: a loaded 2-core CI
+# machine must not turn a slow example into a failure.
+settings.register_profile("default", deadline=None)
+settings.load_profile("default")
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

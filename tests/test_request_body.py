@@ -253,3 +253,16 @@ def test_a_broken_multipart_form_is_a_400() -> None:
     with pytest.raises(RequestError) as raised:
         decide_multipart(body[:-10], content_type, endpoint, ALIASES)
     assert raised.value.status == 400
+
+
+def test_a_multipart_part_without_a_name_is_a_400() -> None:
+    endpoint = find_endpoint("/v1/audio/transcriptions")
+    assert endpoint is not None
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="\r\n\r\nllmodel\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nllmodel\r\n--b--\r\n'
+    )
+    with pytest.raises(RequestError) as raised:
+        decide_multipart(body, "multipart/form-data; boundary=b", endpoint, ALIASES)
+    assert raised.value.status == 400
+    assert "a part has no name" in raised.value.message

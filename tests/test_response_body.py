@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from fake_ollama import go_json
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,14 +26,6 @@ def restorer(
     assert endpoint is not None
     rename = Rename(client_name, Route.build("llmodel", target))
     return NameRestorer([rename], endpoint.response_fields, **kw)
-
-
-def go_json(document: object) -> bytes:
-    """Encode like Go's encoding/json: compact, HTML characters escaped."""
-    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(char, escape)
-    return text.encode()
 
 
 @pytest.mark.parametrize(
