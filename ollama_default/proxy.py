@@ -1,0 +1,66 @@
+"""The gunicorn entry point: ``gunicorn ollama_default.proxy:app``.
+
+Builds the proxy from the environment (and the TOML file it names) at import, and nothing
+else. A bad configuration stops gunicorn with one line naming the problem; the sync worker,
+which holds one stream per worker, gets a warning saying what to run instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .server import build_app
+from .settings import load_settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+#: What to run instead of gunicorn's one-stream-per-worker default (see docs/proxy.rst).
+RECOMMENDED_COMMAND = "ollama-default serve"
+
+_log = logging.getLogger("gunicorn.error")
+
+
+def _gunicorn_worker() -> Any | None:
+    """Return the gunicorn worker importing this module, if one is.
+
+    gunicorn offers an app no handle on its configuration, but the worker that loads the
+    app is on the call stack of this import.
+    """
+    workers = sys.modules.get("gunicorn.workers.base")
+    frame = sys._getframe(1) if workers is not None else None
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, workers.Worker):  # type: ignore[union-attr]
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _load() -> WSGIApplication:
+    try:
+        return build_app(load_settings(os.environ))
+    except ConfigError as error:
+        message = f"ollama-default: configuration error: {error}"
+        if "gunicorn" in sys.modules:
+            from gunicorn.errors import AppImportError
+
+            # gunicorn prints this one line and stops, instead of a traceback per worker.
+            raise AppImportError(message) from None
+        raise
+
+
+app = _load()
+
+_worker = _gunicorn_worker()
+if _worker is not None and type(_worker).__name__ == "SyncWorker":
+    _log.warning(
+        "ollama-default: gunicorn's sync worker serves one request at a time per worker, "
+        "so each streaming reply holds a whole worker; run %r instead, or gunicorn with "
+        "--worker-class gthread --threads 128",
+        RECOMMENDED_COMMAND,
+    )

@@ -1,0 +1,52 @@
+"""The proxy's WSGI app, composed from settings: prefix mount, DefaultModel, backend.
+
+The backend is a :class:`~ollama_default.forwarder.Forwarder` to the upstream, or, for
+``ollama-default serve --demo``, the built-in demo backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from .endpoints import error_shape
+from .errors import error_body, status_line
+from .forwarder import Forwarder
+from .middleware import DefaultModel
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+def build_app(settings: Settings, backend: WSGIApplication | None = None) -> WSGIApplication:
+    """Return the proxy for ``settings``, in front of ``backend`` or the upstream."""
+    if backend is None:
+        backend = Forwarder(
+            settings.upstream,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
+    app: WSGIApplication = DefaultModel(
+        backend,
+        mapping=settings.aliases,
+        default=settings.default,
+        max_body_bytes=settings.max_body_bytes,
+        max_record_bytes=settings.max_record_bytes,
+    )
+    if settings.prefix:
+        # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
+        app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})
+    return app
+
+
+def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer 404 for a path outside the prefix, in the client's error shape."""
+    path = environ.get("PATH_INFO", "")
+    body = error_body(error_shape(path), 404, f"{path} is not under this proxy's prefix")
+    start_response(
+        status_line(404), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
