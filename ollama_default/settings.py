@@ -100,14 +100,24 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     :raises ConfigError: for any problem, in one line naming the key and the value.
     """
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     config_path = environ.get(ENV_PREFIX + "CONFIG")
     if config_path:
         values.update(read_config_file(Path(config_path)))
+        sources.update(dict.fromkeys(values, f"config file {config_path!r}"))
     from_environment = _from_environment(environ)
     if "aliases" in from_environment:
         values.pop("default", None)  # the environment's alias replaces the file's table
+        sources["aliases"] = f"{ENV_PREFIX}ALIAS and {ENV_PREFIX}TARGET"
     values.update(from_environment)
-    return Settings(**values)
+    sources.update({key: ENV_PREFIX + key.upper() for key in from_environment if key != "aliases"})
+    try:
+        return Settings(**values)
+    except ConfigError as error:
+        key = str(error).split(" ", 1)[0]
+        key = "aliases" if key in ("alias", "target") else key
+        source = sources.get(key)
+        raise ConfigError(f"{error} (set by {source})" if source else str(error)) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
