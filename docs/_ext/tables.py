@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from ollama_default.endpoints import ENDPOINTS, Field, ResponseFields
+from ollama_default.settings import ENV_PREFIX, Settings
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 
@@ -97,7 +100,30 @@ class BadInputTable(_Table):
         return [(case.sent, case.answer) for case in module.BAD_INPUT]
 
 
+class SettingsTable(_Table):
+    header = ("TOML key", "Environment variable", "Default", "Meaning")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        meanings = dict(
+            re.findall(r":param (\w+): (.*?)(?=\n\s*:param|\n\s*$)", Settings.__doc__ or "", re.S)
+        )
+        rows = []
+        for setting in dataclasses.fields(Settings):
+            default = setting.default
+            if default is dataclasses.MISSING:
+                default = setting.default_factory()  # type: ignore[misc]
+            shown_default = "none" if default in (None, "", {}) else f"``{default!r}``"
+            variable = f"``{ENV_PREFIX}{setting.name.upper()}``"
+            if setting.name == "aliases":
+                variable = f"``{ENV_PREFIX}ALIAS`` with ``{ENV_PREFIX}TARGET`` (one alias)"
+            meaning = " ".join(meanings.get(setting.name, "").split())
+            rows.append((f"``{setting.name}``", variable, shown_default, meaning))
+        rows.append(("", f"``{ENV_PREFIX}CONFIG``", "none", "the TOML file to read"))
+        return rows
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("endpoint-table", EndpointTable)
     app.add_directive("bad-input-table", BadInputTable)
+    app.add_directive("settings-table", SettingsTable)
     return {"parallel_read_safe": True}
