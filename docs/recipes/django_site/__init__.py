@@ -1,0 +1,1 @@
+"""A Django project in front of Ollama, with aliases and a default model."""
