@@ -312,6 +312,15 @@ def _error_message(shape: str, response: webtest.TestResponse) -> str:
     return str(document["error"]["message"])
 
 
+def send(
+    app: webtest.TestApp, method: str, path: str, body: dict[str, Any], status: int
+) -> webtest.TestResponse:
+    if method == "DELETE":
+        raw = json.dumps(body).encode()
+        return app.delete(path, raw, content_type="application/json", status=status)
+    return post(app, path, body, status=status)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "shape", "message"),
     MISSING_MODEL_ROWS,
@@ -326,12 +335,7 @@ def test_missing_model_answers_per_endpoint(
     shape: str,
     message: str,
 ) -> None:
-    raw = json.dumps(body).encode()
-    if method == "DELETE":
-        response = app.delete(path, raw, content_type="application/json", status=status)
-    else:
-        response = post(app, path, body, status=status)
-    assert _error_message(shape, response) == message
+    assert _error_message(shape, send(app, method, path, body, status)) == message
 
 
 def test_transcription_without_model_is_an_openai_400(app: webtest.TestApp) -> None:
@@ -470,12 +474,7 @@ def test_unknown_model_errors_name_it_like_ollama(
     shape: str,
     message: str,
 ) -> None:
-    raw = json.dumps(body).encode()
-    if method == "DELETE":
-        response = app.delete(path, raw, content_type="application/json", status=status)
-    else:
-        response = post(app, path, body, status=status)
-    assert _error_message(shape, response) == message
+    assert _error_message(shape, send(app, method, path, body, status)) == message
 
 
 def test_error_content_types_follow_who_wrote_them(app: webtest.TestApp) -> None:
