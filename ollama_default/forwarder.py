@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
@@ -78,7 +78,7 @@ class Forwarder:
         # Never let a path reach another host or climb out of the upstream's base path.
         if not path.startswith("/") or path.startswith("//") or _DOT_SEGMENT.search(path):
             return _error(start_response, shape, 400, f"invalid request path {path!r}")
-        target = self._base_path + quote(path.encode("latin-1"), safe=_PATH_SAFE)
+        target = self._base_path + _upstream_path(environ, path)
         if query := environ.get("QUERY_STRING"):
             target += "?" + query
         method = environ.get("REQUEST_METHOD", "GET")
@@ -96,6 +96,9 @@ class Forwarder:
                 decode_content=False,
                 release_conn=False,
             )
+        except NewConnectionError as error:
+            # urllib3 makes this a ConnectTimeoutError; a refusal is no timeout.
+            return _error(start_response, shape, 502, self._describe(error))
         except (ConnectTimeoutError, ReadTimeoutError) as error:
             return _error(start_response, shape, 504, self._describe(error))
         except (HTTPError, OSError) as error:
@@ -135,6 +138,9 @@ class Forwarder:
     def _describe(self, error: BaseException) -> str:
         if isinstance(error, MaxRetryError) and error.reason is not None:
             error = error.reason
+        if isinstance(error, NewConnectionError):  # before its base, ConnectTimeoutError
+            reason = str(error).rsplit("] ", 1)[-1].rstrip(")").lower()
+            return f"upstream {self.upstream} is unreachable: {reason}"
         if isinstance(error, ConnectTimeoutError):
             return (
                 f"upstream {self.upstream} did not accept a connection "
@@ -142,10 +148,24 @@ class Forwarder:
             )
         if isinstance(error, ReadTimeoutError):
             return f"upstream {self.upstream} sent nothing for {self._timeouts[1]:g} s"
-        if isinstance(error, NewConnectionError):
-            reason = str(error).rsplit("] ", 1)[-1].rstrip(")").lower()
-            return f"upstream {self.upstream} is unreachable: {reason}"
         return f"upstream {self.upstream} failed: {error}"
+
+
+def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
+    """Return ``path`` as the client encoded it, where the server kept that, else encoded.
+
+    PEP 3333 servers decode ``PATH_INFO`` (``%2F`` becomes ``/``); gunicorn keeps the raw
+    request target in ``RAW_URI``. That is used when it still describes this request (the
+    middleware has not rewritten the path) and is in origin form.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    raw_path = raw.split("?", 1)[0]
+    script_name = environ.get("SCRIPT_NAME", "")
+    if raw_path.startswith(script_name + "/"):
+        tail = raw_path[len(script_name) :]
+        if unquote_to_bytes(tail) == path.encode("latin-1"):
+            return tail
+    return quote(path.encode("latin-1"), safe=_PATH_SAFE)
 
 
 def _is_hop_by_hop(name: str, response: urllib3.BaseHTTPResponse) -> bool:
@@ -159,7 +179,10 @@ def _request_body(environ: WSGIEnvironment) -> tuple[IO[bytes] | Iterator[bytes]
     """Return the body to send on, and whether it goes chunked (its length unknown)."""
     if environ.get("CONTENT_LENGTH", "") not in ("", "0"):
         return get_input_stream(environ), False
-    if environ.get("wsgi.input_terminated"):
+    # Only a body the client sent chunked goes on chunked: a GET, or a POST with
+    # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).
+    is_chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if is_chunked and environ.get("wsgi.input_terminated"):
         stream = environ["wsgi.input"]
         return iter(lambda: stream.read(READ_BYTES), b""), True
     return None, False

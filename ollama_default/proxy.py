@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 #: What to run instead of gunicorn's one-stream-per-worker default (see docs/proxy.rst).
 RECOMMENDED_COMMAND = "ollama-default serve"
+#: How long a worker after the first waits for gunicorn to stop it on a bad configuration.
+WAIT_FOR_HALT_S = 10.0
 
 _log = logging.getLogger("gunicorn.error")
 
@@ -49,6 +53,16 @@ def _load() -> WSGIApplication:
         if "gunicorn" in sys.modules:
             from gunicorn.errors import AppImportError
 
+            worker = _gunicorn_worker()
+            if worker is not None and worker.age > 1:
+                # Every worker reads the same settings, but gunicorn prints each one's
+                # AppImportError, and a traceback when a second one exits while it halts
+                # (benoitc/gunicorn#2186): the first worker reports, the others wait for
+                # the SIGTERM gunicorn's halt sends them.
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if not worker.alive:  # the SIGTERM came while this worker was loading
+                    sys.exit(0)
+                time.sleep(WAIT_FOR_HALT_S)
             # gunicorn prints this one line and stops, instead of a traceback per worker.
             raise AppImportError(message) from None
         raise

@@ -2294,6 +2294,9 @@ class _WSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
+    # Go's net/http listens with the system's backlog; socketserver's 5 has the kernel
+    # reset connections when a proxy opens hundreds at once.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], app: WSGIApplication, family: int) -> None:
         self.address_family = family
