@@ -95,7 +95,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     demo = args.demo or (
         args.fallback_demo
         and settings.upstream == DEFAULT_UPSTREAM
-        and not _answers(DEFAULT_UPSTREAM)
+        and not is_answering(DEFAULT_UPSTREAM)
     )
     if demo and not settings.aliases:
         settings = dataclasses.replace(settings, aliases=DEMO_ALIASES, default="llmodel")
@@ -121,7 +121,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _answers(url: str) -> bool:
+def is_answering(url: str) -> bool:
+    """Whether something accepts connections at ``url``'s host and port."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname, parts.port or 80), timeout=1.0):

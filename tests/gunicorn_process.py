@@ -127,17 +127,23 @@ def start_gunicorn(
     app: str = APP,
 ) -> GunicornProcess:
     """Start ``gunicorn app`` with ``settings`` in its environment; do not wait for it."""
+    gunicorn = [sys.executable, "-m", "gunicorn", "--no-control-socket", *options, app]
+    return start_server(gunicorn, settings, log_dir=log_dir)
+
+
+def start_server(
+    command: Sequence[str], settings: Mapping[str, str], *, log_dir: Path
+) -> GunicornProcess:
+    """Start ``command --bind fd://N`` (gunicorn or ``ollama-default serve``); do not wait."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
         listener.listen(1024)
         port = listener.getsockname()[1]
         stderr_path = log_dir / f"gunicorn-{port}.stderr"
-        command = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{listener.fileno()}",
-                   "--no-control-socket", *options, app]  # fmt: skip
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                command,
+                [*command, "--bind", f"fd://{listener.fileno()}"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from fake_ollama import FakeOllama, serve
+from gunicorn_process import start_server
 
-from ollama_default.cli import main
+from ollama_default.cli import is_answering, main
+from ollama_default.settings import DEFAULT_UPSTREAM
 
 
 @pytest.fixture
@@ -72,4 +77,69 @@ def test_a_bad_configuration_is_one_line_and_status_2(capsys: pytest.CaptureFixt
     assert capsys.readouterr().err.splitlines() == [
         "ollama-default: configuration error: upstream 'localhost' is not an http:// or "
         "https:// URL (set by OLLAMA_DEFAULT_UPSTREAM)"
+    ]
+
+
+SERVE = [sys.executable, "-m", "ollama_default.cli", "serve"]
+
+
+def test_serve_runs_the_proxy_in_front_of_the_upstream(
+    upstream: tuple[FakeOllama, str], tmp_path: Path
+) -> None:
+    fake, url = upstream
+    settings = {
+        "OLLAMA_DEFAULT_UPSTREAM": url,
+        "OLLAMA_DEFAULT_ALIAS": "llmodel",
+        "OLLAMA_DEFAULT_TARGET": "aya-expanse:8b-q8_0",
+    }
+    server = start_server([*SERVE, "--workers", "1"], settings, log_dir=tmp_path)
+    try:
+        server.wait_until_ready()
+        with requests.post(
+            f"{server.base_url}/api/generate", json={"prompt": "hi"}, timeout=10
+        ) as r:
+            lines = [json.loads(line) for line in r.iter_lines()]
+    finally:
+        server.stop()
+    assert fake.requests[-1].json["model"] == "aya-expanse:8b-q8_0"
+    assert {line["model"] for line in lines} == {"llmodel"}
+    assert f"ollama-default: forwarding to {url}" in server.stderr()
+    assert "Using worker: gthread" in server.stderr()
+
+
+@pytest.mark.parametrize(
+    ("options", "settings", "logged"),
+    [
+        (["--demo"], {}, "serving the built-in demo backend (as asked)"),
+        (
+            ["--fallback-demo"],
+            {"OLLAMA_DEFAULT_UPSTREAM": "http://127.0.0.1:11434"},
+            "serving the built-in demo backend (no Ollama answers at http://127.0.0.1:11434)",
+        ),
+    ],
+    ids=["demo", "fallback-demo"],
+)
+def test_serve_can_front_the_demo_backend_and_says_so(
+    tmp_path: Path, options: list[str], settings: dict[str, str], logged: str
+) -> None:
+    if options == ["--fallback-demo"] and is_answering(DEFAULT_UPSTREAM):
+        pytest.skip("an Ollama answers at the default address on this machine")
+    server = start_server([*SERVE, "--workers", "1", *options], settings, log_dir=tmp_path)
+    try:
+        server.wait_until_ready()
+        reply = requests.post(
+            f"{server.base_url}/api/chat", json={"messages": [], "stream": False}, timeout=10
+        ).json()
+    finally:
+        server.stop()
+    assert reply["model"] == "llmodel"
+    assert logged in server.stderr()
+
+
+def test_serve_refuses_a_bad_configuration_before_starting(tmp_path: Path) -> None:
+    server = start_server(SERVE, {"OLLAMA_DEFAULT_PREFIX": "llm"}, log_dir=tmp_path)
+    assert server.wait_for_exit(timeout_s=20) == 2
+    assert server.stderr().splitlines() == [
+        "ollama-default: configuration error: prefix 'llm' must be a path such as '/llm' "
+        "(set by OLLAMA_DEFAULT_PREFIX)"
     ]
