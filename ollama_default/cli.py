@@ -33,8 +33,8 @@ _log = logging.getLogger("gunicorn.error")
 SERVE_DEFAULTS: dict[str, Any] = {
     "bind": "127.0.0.1:8080",
     "workers": 2,
-    "worker_class": "gthread",
-    "threads": 128,
+    "worker_class": "gevent",
+    "worker_connections": 1000,
     "keepalive": 75,
     "graceful_timeout": 60,
     "control_socket_disable": True,
@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--bind", default=SERVE_DEFAULTS["bind"], help="HOST:PORT")
     serve_parser.add_argument("--workers", type=int, default=SERVE_DEFAULTS["workers"])
     serve_parser.add_argument(
-        "--threads", type=int, default=SERVE_DEFAULTS["threads"], help="streams per worker"
+        "--worker-connections",
+        type=int,
+        default=SERVE_DEFAULTS["worker_connections"],
+        help="streams one worker serves at once",
     )
     serve_parser.add_argument("--demo", action="store_true", help="serve the demo backend")
     serve_parser.add_argument(
@@ -100,7 +103,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     if demo and not settings.aliases:
         settings = dataclasses.replace(settings, aliases=DEMO_ALIASES, default="llmodel")
     options = {**SERVE_DEFAULTS, "bind": args.bind, "workers": args.workers,
-               "threads": args.threads}  # fmt: skip
+               "worker_connections": args.worker_connections}  # fmt: skip
 
     class Proxy(BaseApplication):  # type: ignore[misc]
         """gunicorn's documented way to serve an app object with settings in code."""
@@ -115,7 +118,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
                 _log.warning("ollama-default: serving the built-in demo backend (%s)", why)
                 return build_app(settings, backend=demo_backend)
             _log.info("ollama-default: forwarding to %s", settings.upstream)
-            return build_app(settings)
+            return build_app(settings, max_connections=args.worker_connections)
 
     Proxy().run()
     return 0

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: The most one read hands on; a read returns sooner with whatever has arrived.
 READ_BYTES = 64 * 1024
+#: Idle keep-alive connections kept to the upstream: what ``ollama-default serve``'s
+#: worker serves at once (``worker_connections``).
+DEFAULT_MAX_CONNECTIONS = 1000
 # RFC 3986 section 3.3: characters a path segment may hold unencoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
@@ -57,7 +60,7 @@ class Forwarder:
         *,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 600.0,
-        max_connections: int = 256,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream = upstream.rstrip("/")

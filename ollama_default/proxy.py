@@ -75,6 +75,6 @@ if _worker is not None and type(_worker).__name__ == "SyncWorker":
     _log.warning(
         "ollama-default: gunicorn's sync worker serves one request at a time per worker, "
         "so each streaming reply holds a whole worker; run %r instead, or gunicorn with "
-        "--worker-class gthread --threads 128",
+        "--worker-class gevent --worker-connections 1000",
         RECOMMENDED_COMMAND,
     )

@@ -13,7 +13,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .endpoints import error_shape
 from .errors import error_body, status_line
-from .forwarder import Forwarder
+from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .middleware import DefaultModel
 from .settings import Settings
 
@@ -21,13 +21,23 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def build_app(settings: Settings, backend: WSGIApplication | None = None) -> WSGIApplication:
-    """Return the proxy for ``settings``, in front of ``backend`` or the upstream."""
+def build_app(
+    settings: Settings,
+    backend: WSGIApplication | None = None,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> WSGIApplication:
+    """Return the proxy for ``settings``, in front of ``backend`` or the upstream.
+
+    :param max_connections: keep-alive connections kept to the upstream; as many as the
+        worker serves requests at once, so none is thrown away after use.
+    """
     if backend is None:
         backend = Forwarder(
             settings.upstream,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
+            max_connections=max_connections,
         )
     app: WSGIApplication = DefaultModel(
         backend,

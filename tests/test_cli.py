@@ -104,7 +104,7 @@ def test_serve_runs_the_proxy_in_front_of_the_upstream(
     assert fake.requests[-1].json["model"] == "aya-expanse:8b-q8_0"
     assert {line["model"] for line in lines} == {"llmodel"}
     assert f"ollama-default: forwarding to {url}" in server.stderr()
-    assert "Using worker: gthread" in server.stderr()
+    assert "Using worker: gevent" in server.stderr()
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,11 @@ MESSAGES: list[ChatCompletionUserMessageParam] = [{"role": "user", "content": "h
 TIMEOUT_S = 10.0
 CONFIG_ERROR = "ollama-default: configuration error:"
 
-#: The gunicorn settings ``ollama-default serve`` uses (gthread, 2 workers, 128 threads).
+#: The gunicorn settings ``ollama-default serve`` uses (gevent, 2 workers).
 SERVE_OPTIONS = (
     "--worker-class", SERVE_DEFAULTS["worker_class"],
     "--workers", str(SERVE_DEFAULTS["workers"]),
-    "--threads", str(SERVE_DEFAULTS["threads"]),
+    "--worker-connections", str(SERVE_DEFAULTS["worker_connections"]),
     "--keep-alive", str(SERVE_DEFAULTS["keepalive"]),
     "--graceful-timeout", str(SERVE_DEFAULTS["graceful_timeout"]),
 )  # fmt: skip
