@@ -114,7 +114,9 @@ class NameRestorer:
                 and event.startswith(b"data: {")
                 and self._is_top_level(event, at)
             ):
-                return event[:at] + self._shown_next + event[at + len(self._sent_next) :]
+                # The member at ``at`` holds the first "model" key, so it is also the first
+                # occurrence of the member: replace() splices it in one call.
+                return event.replace(self._sent_next, self._shown_next, 1)
         return self._restore_event_parsed(event)
 
     def _is_top_level(self, event: bytes, at: int) -> bool:
