@@ -97,24 +97,23 @@ class Forwarder:
         except (http.client.HTTPException, OSError) as error:
             connection.close()
             return _error(start_response, shape, 502, self._failed(error))
+        listed = _connection_tokens(response.getheader("Connection", ""))
         headers = [
             (name, value)
             for name, value in response.getheaders()
-            if not _is_hop_by_hop(name, response)
+            if not is_hop_by_hop_header(name) and name.lower() not in listed
         ]
         start_response(f"{response.status} {response.reason}".rstrip(), headers)
         return _UpstreamBody(connection, response, self._pool, self._failed)
 
     def _request_headers(self, environ: WSGIEnvironment) -> dict[str, str]:
         headers: dict[str, str] = {}
-        connection_tokens = {
-            token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")
-        }
+        listed = _connection_tokens(environ.get("HTTP_CONNECTION", ""))
         for key, value in environ.items():
             if not key.startswith("HTTP_"):
                 continue
             name = key[5:].replace("_", "-").title()
-            if is_hop_by_hop_header(name) or name.lower() in connection_tokens:
+            if is_hop_by_hop_header(name) or name.lower() in listed:
                 continue
             headers[name] = value
         for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
@@ -235,11 +234,9 @@ def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
     return quote(path.encode("latin-1"), safe=_PATH_SAFE)
 
 
-def _is_hop_by_hop(name: str, response: http.client.HTTPResponse) -> bool:
-    if is_hop_by_hop_header(name):
-        return True
-    listed = response.getheader("Connection", "")
-    return name.lower() in {token.strip().lower() for token in listed.split(",")}
+def _connection_tokens(value: str) -> set[str]:
+    """The header names a ``Connection`` header lists: hop-by-hop too (RFC 9110 7.6.1)."""
+    return {token.strip().lower() for token in value.split(",")}
 
 
 def _request_body(environ: WSGIEnvironment) -> tuple[IO[bytes] | Iterator[bytes] | None, bool]:

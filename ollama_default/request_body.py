@@ -81,13 +81,13 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
     if not text.strip():
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
-    document = _parse_first_value(text)
+    document, has_duplicates = _parse_first_value(text)
     if document is None:
-        document = _Members()  # Go decodes `null` into an empty request.
-    if not isinstance(document, _Members):
+        document = {}  # Go decodes `null` into an empty request.
+    if not isinstance(document, (dict, _Members)):
         raise RequestError(400, f"request body must be a JSON object, not {_json_type(document)}")
     renames: list[Rename] = []
-    members = list(document)
+    members = list(document.items() if isinstance(document, dict) else document)
     for keys in endpoint.model_fields:
         rename = _decide_reference(members, keys, endpoint.takes_default, aliases)
         if rename is not None:
@@ -95,7 +95,10 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
             members = _with_reference(members, keys, rename.route.target)
     if not renames:
         return UNCHANGED
-    return Decision(_serialise(_Members(members)), tuple(renames))
+    # Without duplicate keys anywhere, a dict keeps the members in order and the C encoder
+    # writes them; only duplicates need the encoder that keeps every member.
+    top = _Members(members) if has_duplicates else dict(members)
+    return Decision(_serialise(top), tuple(renames))
 
 
 def decide_multipart(
@@ -237,18 +240,30 @@ def _parse_float(text: str) -> float:
     return number
 
 
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_Members, parse_constant=_reject_constant, parse_float=_parse_float
-)
+def _parse_first_value(text: str) -> tuple[Any, bool]:
+    """Return the first JSON value in ``text``, and whether any object repeats a key.
 
+    Objects come back as dicts, or as :class:`_Members` where a key repeats.
+    """
+    has_duplicates = False
 
-def _parse_first_value(text: str) -> Any:
+    def object_from(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Members:
+        nonlocal has_duplicates
+        document = dict(pairs)
+        if len(document) == len(pairs):
+            return document
+        has_duplicates = True
+        return _Members(pairs)
+
+    decoder = json.JSONDecoder(
+        object_pairs_hook=object_from, parse_constant=_reject_constant, parse_float=_parse_float
+    )
     start = len(text) - len(text.lstrip(" \t\r\n"))
     try:
-        value, _end = _DECODER.raw_decode(text, start)
+        value, _end = decoder.raw_decode(text, start)
     except (ValueError, RecursionError) as error:
         raise RequestError(400, f"invalid JSON in request body: {error}") from None
-    return value
+    return value, has_duplicates
 
 
 def _json_type(value: object) -> str:
@@ -261,14 +276,16 @@ def _json_type(value: object) -> str:
     return "a number"
 
 
-_UTF8_SCALAR: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
-_ASCII_SCALAR: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=True).encode
+_UTF8_SCALAR: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+).encode
+_ASCII_SCALAR: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _encode(value: Any, out: list[str], scalar: Callable[[Any], str]) -> None:
-    if isinstance(value, _Members):
+    if isinstance(value, (_Members, dict)):
         out.append("{")
-        for index, (key, member) in enumerate(value):
+        for index, (key, member) in enumerate(value.items() if isinstance(value, dict) else value):
             if index:
                 out.append(",")
             out.append(scalar(key))
@@ -286,14 +303,18 @@ def _encode(value: Any, out: list[str], scalar: Callable[[Any], str]) -> None:
         out.append(scalar(value))
 
 
-def _serialise(document: _Members) -> bytes:
-    out: list[str] = []
-    _encode(document, out, _UTF8_SCALAR)
+def _serialise(document: dict[str, Any] | _Members) -> bytes:
     try:
-        return "".join(out).encode()
+        return _serialised(document, _UTF8_SCALAR).encode()
     except UnicodeEncodeError:
         # A lone surrogate escape ("\ud800") decodes to a lone surrogate, which UTF-8
         # cannot hold; ASCII escapes carry it on, and Go reads it as U+FFFD either way.
-        out.clear()
-        _encode(document, out, _ASCII_SCALAR)
-        return "".join(out).encode()
+        return _serialised(document, _ASCII_SCALAR).encode()
+
+
+def _serialised(document: dict[str, Any] | _Members, scalar: Callable[[Any], str]) -> str:
+    if isinstance(document, dict):
+        return scalar(document)  # no duplicates anywhere: the C encoder does it all
+    out: list[str] = []
+    _encode(document, out, scalar)
+    return "".join(out)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.test import encode_multipart
 
 from ollama_default.aliases import AliasTable
 from ollama_default.endpoints import find_endpoint
 from ollama_default.errors import RequestError
-from ollama_default.request_body import decide_json, decide_multipart
+from ollama_default.request_body import (
+    _UTF8_SCALAR,
+    _encode,
+    _serialised,
+    decide_json,
+    decide_multipart,
+)
 
 ALIASES = AliasTable(
     {"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"}, default="llmodel"
@@ -266,3 +274,22 @@ def test_a_multipart_part_without_a_name_is_a_400() -> None:
         decide_multipart(body, "multipart/form-data; boundary=b", endpoint, ALIASES)
     assert raised.value.status == 400
     assert "a part has no name" in raised.value.message
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(document=st.dictionaries(st.text(), JSON_VALUES, max_size=5))
+def test_both_encoders_write_the_same_bytes(document: dict[str, object]) -> None:
+    # Bodies without duplicate keys take the C encoder, others the one keeping every member.
+    out: list[str] = []
+    _encode(document, out, _UTF8_SCALAR)
+    assert _serialised(document, _UTF8_SCALAR) == "".join(out)
