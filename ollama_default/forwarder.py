@@ -239,10 +239,16 @@ def _connection_tokens(value: str) -> set[str]:
     return {token.strip().lower() for token in value.split(",")}
 
 
-def _request_body(environ: WSGIEnvironment) -> tuple[IO[bytes] | Iterator[bytes] | None, bool]:
+def _request_body(
+    environ: WSGIEnvironment,
+) -> tuple[bytes | IO[bytes] | Iterator[bytes] | None, bool]:
     """Return the body to send on, and whether it goes chunked (its length unknown)."""
-    if environ.get("CONTENT_LENGTH", "") not in ("", "0"):
-        return get_input_stream(environ), False
+    length = environ.get("CONTENT_LENGTH", "")
+    if length not in ("", "0"):
+        stream = get_input_stream(environ)
+        # http.client writes bytes together with the headers, a file in writes of its own:
+        # a small body (a chat request) goes in the same packet as its headers.
+        return (stream.read() if int(length) <= READ_BYTES else stream), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with
     # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).
     is_chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
