@@ -1,26 +1,27 @@
 """``Forwarder``: a WSGI app that relays every request to one upstream Ollama.
 
-Built on the standard library's ``http.client`` with a small pool of keep-alive
-connections: per request it costs half of what urllib3 does and a fraction of what
-``requests`` does (``benchmarks/proxy.py``), and a proxy pays it on every request. The
-connect timeout is short, the read timeout long (the first byte may wait for a large model
-to load). Responses are relayed as the upstream sends them, each read returning what has
-arrived (``read1``: one chunk of a chunked reply), never waiting to fill a fixed block;
-when the client goes away, the upstream connection is closed at once, so Ollama stops
-generating.
+It speaks HTTP/1.1 to the upstream over a small pool of keep-alive sockets and reads the
+replies with httptools (llhttp, the parser of Node.js). A proxy pays its client's cost on
+every request and every streamed record: llhttp parses a reply's head and its chunks in C,
+where ``http.client`` parses headers with the ``email`` package and a chunked body one
+chunk per call, and urllib3 and ``requests`` add their own layers on top
+(``benchmarks/proxy.py``). The connect timeout is short, the read timeout long (the first
+byte may wait for a large model to load). Each read hands on everything that has arrived,
+never waiting to fill a fixed block; when the client goes away, the upstream connection is
+closed at once, so Ollama stops generating.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
+import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-from urllib3.util.wait import wait_for_read
+import httptools
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wsgi import get_input_stream
 
@@ -30,14 +31,26 @@ from .errors import ErrorShape, error_body, status_line
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-#: The most one read hands on; a read returns sooner with whatever has arrived.
+#: The most one read takes; a read returns sooner with whatever has arrived.
 READ_BYTES = 64 * 1024
+#: The longest response head accepted from the upstream.
+MAX_HEAD_BYTES = 1024 * 1024
 #: Idle keep-alive connections kept to the upstream: what ``ollama-default serve``'s
 #: worker serves at once (``worker_connections``).
 DEFAULT_MAX_CONNECTIONS = 1000
 # RFC 3986 section 3.3: characters a path segment may hold unencoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
+# What must never reach the upstream's request head: it would split or end a line.
+_LINE_BREAKING = re.compile(r"[\x00\r\n]")
+# Headers that belong to the client's connection to us, besides RFC 9110's hop-by-hop
+# ones: the body is sent at once, so the upstream is never asked to confirm it first.
+_NOT_FORWARDED = frozenset({"expect"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UpstreamError(Exception):
+    """The upstream broke the HTTP exchange: closed it early or sent what is not HTTP."""
 
 
 class Forwarder:
@@ -80,45 +93,55 @@ class Forwarder:
             target += "?" + query
         method = environ.get("REQUEST_METHOD", "GET")
         body, chunked = _request_body(environ)
+        head = self._request_head(environ, method, target, body, chunked)
+        if head is None:
+            return _error(start_response, shape, 400, "invalid characters in the request head")
+        if isinstance(body, bytes) and len(body) != int(environ["CONTENT_LENGTH"]):
+            return _error(start_response, shape, 400, "the request body is shorter than its length")
         try:
-            connection = self._pool.connection()
+            sock = self._pool.connection()
         except TimeoutError:
             return _error(start_response, shape, 504, self._unanswered(connect=True))
         except OSError as error:
             return _error(start_response, shape, 502, self._unreachable(error))
+        response = _Response(method)
         try:
-            connection.request(
-                method, target, body, self._request_headers(environ), encode_chunked=chunked
-            )
-            response = connection.getresponse()
-        except TimeoutError:
-            connection.close()
-            return _error(start_response, shape, 504, self._unanswered(connect=False))
-        except (http.client.HTTPException, OSError) as error:
-            connection.close()
-            return _error(start_response, shape, 502, self._failed(error))
-        listed = _connection_tokens(response.getheader("Connection", ""))
-        headers = [
-            (name, value)
-            for name, value in response.getheaders()
-            if not is_hop_by_hop_header(name) and name.lower() not in listed
-        ]
-        start_response(f"{response.status} {response.reason}".rstrip(), headers)
-        return _UpstreamBody(connection, response, self._pool, self._failed)
+            _send(sock, head, body, chunked)
+            response.read_head(sock)
+        except (UpstreamError, httptools.HttpParserError, OSError) as error:
+            sock.close()
+            status = 504 if isinstance(error, TimeoutError) else 502
+            return _error(start_response, shape, status, self._failed(error))
+        start_response(response.status, response.headers())
+        return _UpstreamBody(sock, response, self._pool, self._failed)
 
-    def _request_headers(self, environ: WSGIEnvironment) -> dict[str, str]:
+    def _request_head(
+        self,
+        environ: WSGIEnvironment,
+        method: str,
+        target: str,
+        body: object,
+        chunked: bool,
+    ) -> bytes | None:
+        """The request line and headers for the upstream, or None if one would break a line."""
         headers: dict[str, str] = {}
         listed = _connection_tokens(environ.get("HTTP_CONNECTION", ""))
         for key, value in environ.items():
             if not key.startswith("HTTP_"):
                 continue
             name = key[5:].replace("_", "-").title()
-            if is_hop_by_hop_header(name) or name.lower() in listed:
+            lowered = name.lower()
+            if is_hop_by_hop_header(name) or lowered in listed or lowered in _NOT_FORWARDED:
                 continue
             headers[name] = value
-        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
-            if environ.get(key):
-                headers[name] = environ[key]
+        if content_type := environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = content_type
+        if chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        elif body is not None:
+            headers["Content-Length"] = environ["CONTENT_LENGTH"]
+        elif method in _BODY_METHODS:
+            headers["Content-Length"] = "0"
         client_host = headers.pop("Host", "") or environ.get("SERVER_NAME", "")
         # Ollama on loopback refuses Host names it does not know (DNS-rebinding guard).
         headers["Host"] = self._host
@@ -130,7 +153,11 @@ class Forwarder:
         # Bodies must reach the rewriting readable: Ollama itself never compresses, but
         # what it relays from ollama.com might be.
         headers["Accept-Encoding"] = "identity"
-        return headers
+        if _LINE_BREAKING.search(" ".join((target, *headers, *headers.values()))):
+            return None
+        lines = [f"{method} {target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def close(self) -> None:
         """Close the idle connections to the upstream (a server does this at shutdown)."""
@@ -151,13 +178,15 @@ class Forwarder:
     def _failed(self, error: BaseException) -> str:
         if isinstance(error, TimeoutError):
             return self._unanswered(connect=False)
-        if isinstance(error, http.client.RemoteDisconnected):
-            return f"upstream {self.upstream} closed the connection without answering"
+        if isinstance(error, httptools.HttpParserError):
+            return f"upstream {self.upstream} sent an invalid HTTP response: {error}"
+        if isinstance(error, UpstreamError):
+            return f"upstream {self.upstream} {error}"
         return f"upstream {self.upstream} failed: {error or type(error).__name__}"
 
 
 class _ConnectionPool:
-    """Idle keep-alive connections to the upstream, shared by a worker's threads.
+    """Idle keep-alive sockets to the upstream, shared by a worker's threads.
 
     ``deque.append`` and ``pop`` are atomic, so taking and returning need no lock.
     """
@@ -172,17 +201,16 @@ class _ConnectionPool:
         *,
         max_idle: int,
     ) -> None:
-        self._factory = (
-            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        )
-        self._address = (host, port)
+        self._tls = ssl.create_default_context() if scheme == "https" else None
+        self._host = host
+        self._address = (host, port or (443 if self._tls else 80))
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max_idle = max_idle
-        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._idle: deque[socket.socket] = deque()
 
-    def connection(self) -> http.client.HTTPConnection:
-        """Return a connected connection: an idle one still open, else a new one.
+    def connection(self) -> socket.socket:
+        """Return a connected socket: an idle one still open, else a new one.
 
         :raises TimeoutError: when the upstream does not accept in time.
         :raises OSError: when it refuses, or cannot be found.
@@ -192,29 +220,171 @@ class _ConnectionPool:
                 idle = self._idle.pop()
             except IndexError:
                 break
-            # Readable while idle means the upstream closed it (or sent junk): drop it.
-            if idle.sock is not None and not wait_for_read(idle.sock, timeout=0):
+            if _is_open(idle):
                 return idle
             idle.close()
-        connection = self._factory(
-            *self._address, timeout=self._connect_timeout_s, blocksize=READ_BYTES
-        )
-        connection.connect()
-        if connection.sock is not None:  # connect() set it; the read timeout is longer
-            connection.sock.settimeout(self._read_timeout_s)
-        return connection
+        sock = socket.create_connection(self._address, timeout=self._connect_timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(self._read_timeout_s)
+        return sock
 
     def close(self) -> None:
         """Close every idle connection."""
         while self._idle:
             self._idle.pop().close()
 
-    def give_back(self, connection: http.client.HTTPConnection) -> None:
-        """Keep ``connection`` for the next request, or close it when enough are idle."""
+    def give_back(self, sock: socket.socket) -> None:
+        """Keep ``sock`` for the next request, or close it when enough are idle."""
         if len(self._idle) < self._max_idle:
-            self._idle.append(connection)
+            self._idle.append(sock)
         else:
-            connection.close()
+            sock.close()
+
+
+def _is_open(sock: socket.socket) -> bool:
+    """Whether an idle socket can carry a request: readable while idle means the upstream
+    closed it (or sent what nobody asked for)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True  # nothing to read: still open
+    except OSError:
+        return False
+    else:
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
+def _send(
+    sock: socket.socket,
+    head: bytes,
+    body: bytes | Iterator[bytes] | None,
+    chunked: bool,
+) -> None:
+    """Send the request: a small body in the same write as its head (one packet)."""
+    if body is None or isinstance(body, bytes):
+        sock.sendall(head + body if body else head)
+        return
+    sock.sendall(head)
+    for piece in body:
+        if chunked:
+            sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+        else:
+            sock.sendall(piece)
+    if chunked:
+        sock.sendall(b"0\r\n\r\n")
+
+
+class _Response:
+    """One upstream response as llhttp reports it: its head, then its body in pieces.
+
+    The ``on_*`` methods are httptools' callbacks, called during ``feed_data``.
+    """
+
+    def __init__(self, method: str) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._is_head = method == "HEAD"
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self.pieces: list[bytes] = []
+        self.head_complete = False
+        self.complete = False
+        self._keep_alive = False
+        self.status = ""
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._reason = b""
+        self._headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        code = self._parser.get_status_code()
+        if code < 200:
+            return  # an interim response (100 Continue): the real one follows
+        self.status = f"{code} {self._reason.decode('latin-1')}".rstrip()
+        self.head_complete = True
+        # Asked now: llhttp forgets a message's framing once the message is over.
+        self._keep_alive = self._parser.should_keep_alive()
+        # llhttp cannot be told a HEAD reply has no body: it is complete with its head.
+        self.complete = self._is_head
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_complete:
+            self.complete = True
+
+    # reading
+
+    def read_head(self, sock: socket.socket) -> None:
+        """Read until the head is complete; what came of the body stays in ``pieces``."""
+        received = 0
+        while not self.head_complete:
+            data = sock.recv(READ_BYTES)
+            if not data:
+                if received:
+                    raise UpstreamError("closed the connection in the middle of its reply")
+                raise UpstreamError("closed the connection without answering")
+            received += len(data)
+            if received > MAX_HEAD_BYTES:
+                raise UpstreamError(f"sent a response head over {MAX_HEAD_BYTES} bytes")
+            self._parser.feed_data(data)
+
+    def read_more(self, sock: socket.socket) -> None:
+        """Read what has arrived into ``pieces``; at the end of a reply, mark it complete."""
+        data = sock.recv(READ_BYTES)
+        if data:
+            self._parser.feed_data(data)
+        elif self._ends_at_close():
+            self.complete = True
+        else:
+            raise UpstreamError("closed the connection in the middle of its reply")
+
+    def reusable(self) -> bool:
+        """Whether the connection may carry another request after this complete reply."""
+        if self._is_head and self.pieces:
+            return False  # bytes after a HEAD reply's head: the connection is out of step
+        return self.complete and self._keep_alive
+
+    def header(self, name: bytes) -> str:
+        """The value of the first header called ``name`` (lower case), or ``""``."""
+        for field, value in self._headers:
+            if field.lower() == name:
+                return value.decode("latin-1")
+        return ""
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The end-to-end headers, for the client."""
+        decoded = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in self._headers
+        ]
+        listed = _connection_tokens(self.header(b"connection"))
+        return [
+            (name, value)
+            for name, value in decoded
+            if not is_hop_by_hop_header(name) and name.lower() not in listed
+        ]
+
+    def _ends_at_close(self) -> bool:
+        # RFC 9112 section 6.3: with neither framing header, the body runs to the close.
+        return not (self.header(b"content-length") or self.header(b"transfer-encoding"))
 
 
 def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
@@ -239,16 +409,14 @@ def _connection_tokens(value: str) -> set[str]:
     return {token.strip().lower() for token in value.split(",")}
 
 
-def _request_body(
-    environ: WSGIEnvironment,
-) -> tuple[bytes | IO[bytes] | Iterator[bytes] | None, bool]:
+def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | None, bool]:
     """Return the body to send on, and whether it goes chunked (its length unknown)."""
     length = environ.get("CONTENT_LENGTH", "")
     if length not in ("", "0"):
-        stream = get_input_stream(environ)
-        # http.client writes bytes together with the headers, a file in writes of its own:
-        # a small body (a chat request) goes in the same packet as its headers.
-        return (stream.read() if int(length) <= READ_BYTES else stream), False
+        stream = get_input_stream(environ)  # bounded by the length
+        if int(length) <= READ_BYTES:
+            return stream.read(), False  # a chat request: in the same packet as the head
+        return iter(lambda: stream.read(READ_BYTES), b""), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with
     # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).
     is_chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
@@ -278,48 +446,48 @@ class _UpstreamBody:
 
     def __init__(
         self,
-        connection: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
+        sock: socket.socket,
+        response: _Response,
         pool: _ConnectionPool,
         describe: Callable[[BaseException], str],
     ) -> None:
-        self._connection = connection
+        self._sock = sock
         self._response = response
         self._pool = pool
         self._describe = describe
-        self._complete = False
 
     def __iter__(self) -> Iterator[bytes]:
-        read1 = self._response.read1
+        response = self._response
+        pieces = response.pieces
         last = b"\n"
         try:
-            while data := read1(READ_BYTES):
-                last = data[-1:]
-                yield data
-        except (http.client.HTTPException, OSError) as error:
-            yield from _stream_error(self._response, self._describe(error), last)
-            return
-        self._complete = True
+            while True:
+                if pieces:
+                    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
+                    last = data[-1:]
+                    yield data
+                if response.complete:
+                    return
+                response.read_more(self._sock)
+        except (UpstreamError, httptools.HttpParserError, OSError) as error:
+            yield from _stream_error(response, self._describe(error), last)
 
     def close(self) -> None:
-        if self._complete and not self._response.will_close:
-            # read1 at a Content-Length end does not mark the response done; closing it
-            # does, and leaves the socket to the connection.
-            self._response.close()
-            self._pool.give_back(self._connection)
+        if self._response.reusable():
+            self._pool.give_back(self._sock)
         else:
-            self._connection.close()  # drops the connection: Ollama stops generating
+            self._sock.close()  # drops the connection: Ollama stops generating
 
 
-def _stream_error(response: http.client.HTTPResponse, message: str, last: bytes) -> Iterator[bytes]:
+def _stream_error(response: _Response, message: str, last: bytes) -> Iterator[bytes]:
     """Close a stream cut mid-way with one error record, as Ollama ends a failed stream."""
-    media_type = response.getheader("Content-Type", "").split(";", 1)[0].strip()
-    if response.getheader("Content-Length"):
+    media_type = response.header(b"content-type").split(";", 1)[0].strip()
+    if response.header(b"content-length"):
         return  # a fixed length cannot grow; the short body tells the client
     separator = b"" if last == b"\n" else b"\n"
     note = f"{message} (the stream was cut short)"
     if media_type == "application/x-ndjson":
-        yield separator + json.dumps({"error": note}).encode() + b"\n"
+        yield separator + error_body(ErrorShape.OLLAMA, 502, note) + b"\n"
     elif media_type == "text/event-stream":
-        document = json.loads(error_body(ErrorShape.OPENAI, 502, note))
-        yield separator + b"\ndata: " + json.dumps(document).encode() + b"\n\n"
+        yield separator + b"\ndata: " + error_body(ErrorShape.OPENAI, 502, note) + b"\n\n"

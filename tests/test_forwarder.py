@@ -1,15 +1,23 @@
-"""The Forwarder on its own: keep-alive connections, reused while they are good."""
+"""The Forwarder on its own: keep-alive connections, reused while they are good, and
+upstream replies at the edges of HTTP/1.1, from an upstream that answers scripted bytes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
+import threading
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import pytest
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
 from ollama_default.forwarder import Forwarder
+
+TIMEOUT_S = 10.0
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
 @pytest.fixture
@@ -52,13 +60,164 @@ def test_one_connection_serves_requests_one_after_another(
 
 
 def test_a_stream_the_client_left_does_not_go_back_to_the_pool(
+    connects: list[tuple[str, int]],
+) -> None:
+    with serve(FakeOllama(tokens=50, token_delay_s=0.02)) as url:
+        forwarder = Forwarder(url)
+        client = Client(forwarder)
+        response = client.post(
+            "/api/generate", json={"model": "llama3.2", "prompt": "hi"}, buffered=False
+        )
+        next(iter(response.response))  # the first record, then the client goes away
+        response.close()
+        with client.get("/api/version") as version:
+            assert version.status_code == 200
+        forwarder.close()
+    assert len(connects) == 2  # the half-read connection was closed, not reused
+
+
+def test_a_stream_read_to_its_end_goes_back_to_the_pool(
     client: Client, connects: list[tuple[str, int]]
 ) -> None:
-    response = client.post(
-        "/api/generate", json={"model": "llama3.2", "prompt": "hi"}, buffered=False
-    )
-    next(iter(response.response))  # one record, then the client goes away
-    response.close()
-    with client.get("/api/version") as version:
-        assert version.status_code == 200
-    assert len(connects) == 2  # the half-read connection was closed, not reused
+    for _ in range(2):
+        response = client.post(
+            "/api/generate", json={"model": "llama3.2", "prompt": "hi"}, buffered=False
+        )
+        records = b"".join(response.response).splitlines()
+        response.close()
+        assert b'"done":true' in records[-1]
+    assert len(connects) == 1
+
+
+# --------------------------------------------------------------------------------------
+# Replies at the edges of HTTP/1.1
+
+
+class ScriptedUpstream:
+    """A loopback server that answers the n-th request it reads with ``replies[n]``.
+
+    A reply is raw bytes; after it the connection stays open for the next request, or is
+    closed when the reply is followed by ``None`` in the script. Every request head it read
+    is kept in ``heads``, and every connection it accepted counts in ``connections``.
+    """
+
+    def __init__(self, replies: list[bytes | None]) -> None:
+        self._replies = list(replies)
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self.hung_up = threading.Event()  # set each time it has closed a connection
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(TIMEOUT_S)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._replies:
+                connection, _ = self._listener.accept()
+                self.connections += 1
+                with connection:
+                    connection.settimeout(TIMEOUT_S)
+                    self._answer(connection)
+                self.hung_up.set()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection.makefile("rb") as reader:
+            self._answer_requests(connection, reader)
+
+    def _answer_requests(self, connection: socket.socket, reader: BinaryIO) -> None:
+        while self._replies:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = reader.readline()
+                if not line:
+                    return
+                head += line
+            self.heads.append(head)
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            connection.sendall(self._replies.pop(0) or b"")
+            if self._replies and self._replies[0] is None:
+                self._replies.pop(0)
+                return
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def scripted(*replies: bytes | None) -> Iterator[tuple[ScriptedUpstream, Client]]:
+    upstream = ScriptedUpstream(list(replies))
+    forwarder = Forwarder(upstream.url, read_timeout_s=TIMEOUT_S)
+    try:
+        yield upstream, Client(forwarder)
+    finally:
+        forwarder.close()
+        upstream.close()
+
+
+def test_an_interim_100_continue_is_skipped_for_the_final_reply() -> None:
+    with scripted(b"HTTP/1.1 100 Continue\r\n\r\n" + OK) as (_, client):
+        response = client.post("/api/chat", data=b"{}", buffered=True)
+    assert (response.status_code, response.get_data()) == (200, b"{}")
+
+
+def test_a_reply_that_runs_to_the_close_is_relayed_whole_and_not_reused() -> None:
+    close_delimited = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it"
+    with scripted(close_delimited, None, OK) as (upstream, client):
+        assert client.get("/api/version", buffered=True).get_data() == b"all of it"
+        assert client.get("/api/version", buffered=True).get_data() == b"{}"
+    assert upstream.connections == 2
+
+
+def test_an_idle_connection_the_upstream_closed_is_not_used_again() -> None:
+    with scripted(OK, None, OK) as (upstream, client):
+        assert client.get("/api/version", buffered=True).status_code == 200
+        assert upstream.hung_up.wait(TIMEOUT_S)  # it closed the connection kept idle
+        second = client.get("/api/version", buffered=True)
+    assert (second.status_code, upstream.connections) == (200, 2)
+
+
+def test_a_head_reply_ends_with_its_head_and_keeps_the_connection() -> None:
+    head_reply = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+    with scripted(head_reply, OK) as (upstream, client):
+        head = client.head("/api/tags", buffered=True)
+        assert (head.status_code, head.headers["Content-Length"]) == (200, "1234")
+        assert client.get("/api/version", buffered=True).get_data() == b"{}"
+    assert upstream.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"", "closed the connection without answering"),
+        (b"HTTP/1.1 200 OK\r\nContent-", "closed the connection in the middle of its reply"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "sent an invalid HTTP response"),
+    ],
+)
+def test_an_upstream_that_breaks_http_is_a_502_naming_it(reply: bytes, message: str) -> None:
+    with scripted(reply, None) as (upstream, client):
+        response = client.post("/api/chat", data=b"{}", buffered=True)
+    assert response.status_code == 502
+    assert json.loads(response.get_data())["error"].startswith(f"upstream {upstream.url} {message}")
+
+
+def test_a_header_that_would_break_the_request_head_is_a_400_and_not_sent() -> None:
+    with scripted(OK) as (upstream, client):
+        response = client.get(
+            "/api/version", environ_overrides={"HTTP_X_NOTE": "a\r\nX-Injected: 1"}, buffered=True
+        )
+        assert response.status_code == 400
+        assert "invalid characters" in json.loads(response.get_data())["error"]
+    assert upstream.heads == []
+
+
+def test_expect_100_continue_is_answered_here_not_passed_on() -> None:
+    with scripted(OK) as (upstream, client):
+        client.post("/api/chat", data=b"{}", headers={"Expect": "100-continue"}, buffered=True)
+    assert b"expect" not in upstream.heads[0].lower()
