@@ -13,6 +13,7 @@ closed at once, so Ollama stops generating.
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import ssl
@@ -125,15 +126,12 @@ class Forwarder:
     ) -> bytes | None:
         """The request line and headers for the upstream, or None if one would break a line."""
         headers: dict[str, str] = {}
-        listed = _connection_tokens(environ.get("HTTP_CONNECTION", ""))
         for key, value in environ.items():
-            if not key.startswith("HTTP_"):
-                continue
-            name = key[5:].replace("_", "-").title()
-            lowered = name.lower()
-            if is_hop_by_hop_header(name) or lowered in listed or lowered in _NOT_FORWARDED:
-                continue
-            headers[name] = value
+            if name := _forwarded_name(key):
+                headers[name] = value
+        if connection := environ.get("HTTP_CONNECTION"):
+            for token in _connection_tokens(connection):
+                headers.pop(token.title(), None)
         if content_type := environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = content_type
         if chunked:
@@ -404,6 +402,20 @@ def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
     return quote(path.encode("latin-1"), safe=_PATH_SAFE)
 
 
+@functools.lru_cache(maxsize=1024)
+def _forwarded_name(environ_key: str) -> str | None:
+    """The header an environ key holds, if it is one to forward: ``HTTP_X_NOTE`` -> ``X-Note``.
+
+    Cached: a server's environ has the same few dozen keys request after request.
+    """
+    if not environ_key.startswith("HTTP_"):
+        return None
+    name = environ_key[5:].replace("_", "-").title()
+    if is_hop_by_hop_header(name) or name.lower() in _NOT_FORWARDED:
+        return None
+    return name
+
+
 def _connection_tokens(value: str) -> set[str]:
     """The header names a ``Connection`` header lists: hop-by-hop too (RFC 9110 7.6.1)."""
     return {token.strip().lower() for token in value.split(",")}
@@ -413,9 +425,11 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
     """Return the body to send on, and whether it goes chunked (its length unknown)."""
     length = environ.get("CONTENT_LENGTH", "")
     if length not in ("", "0"):
-        stream = get_input_stream(environ)  # bounded by the length
         if int(length) <= READ_BYTES:
-            return stream.read(), False  # a chat request: in the same packet as the head
+            # A chat request: in the same packet as the head. PEP 3333 lets an app read
+            # up to CONTENT_LENGTH from the input as it is.
+            return environ["wsgi.input"].read(int(length)), False
+        stream = get_input_stream(environ)  # bounded by the length
         return iter(lambda: stream.read(READ_BYTES), b""), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with
     # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).

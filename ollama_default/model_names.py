@@ -11,6 +11,7 @@ Pure functions over strings: no I/O, no WSGI.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -85,11 +86,13 @@ def parse_name(name: str) -> ModelName | None:
     return ModelName(host, namespace, model, tag) if valid else None
 
 
+@functools.lru_cache(maxsize=4096)
 def name_key(name: str) -> str:
     """Return a key equal for every spelling of one model, as Ollama compares names.
 
     Names Ollama would reject keep their own (stripped, case-folded) text as key, so
-    they still compare equal to themselves.
+    they still compare equal to themselves. Cached: every request looks one up, and
+    clients send the same few names.
     """
     parsed = parse_name(name)
     if parsed is None:

@@ -208,7 +208,9 @@ def _go_field_value(members: Sequence[tuple[str, Any]], field_name: str) -> Any:
 
 
 def _folds_to(key: str, field_name: str) -> bool:
-    return len(key) == len(field_name) and key.translate(_GO_FOLD).lower() == field_name
+    return key == field_name or (
+        len(key) == len(field_name) and key.translate(_GO_FOLD).lower() == field_name
+    )
 
 
 def _with_reference(

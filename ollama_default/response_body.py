@@ -67,10 +67,9 @@ class NameRestorer:
             fast and len(self._renames) == 1 and _only_model_keys(fields) and "model" in fields
         )
         first = self._renames[0]
-        sent = json.dumps(first.route.target).encode()
-        shown = json.dumps(first.client_name, ensure_ascii=False).encode()
-        self._sent_member = b'"model":' + sent
-        self._shown_member = b'"model":' + shown
+        self._sent_member, self._shown_member = _model_members(
+            first.route.target, first.client_name
+        )
         self._sent_start = b"{" + self._sent_member
         self._shown_start = b"{" + self._shown_member
         self._sent_next = b"," + self._sent_member
@@ -290,6 +289,17 @@ class _Replacement:
 
 def _skip_space(text: str, index: int) -> int:
     return _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_members(target: str, client_name: str) -> tuple[bytes, bytes]:
+    """``"model":"<target>"`` as Go writes it, and the same member naming the client's name.
+
+    Cached: each request needs the pair, and a server sees the same few names.
+    """
+    sent = json.dumps(target).encode()
+    shown = json.dumps(client_name, ensure_ascii=False).encode()
+    return b'"model":' + sent, b'"model":' + shown
 
 
 def _only_model_keys(fields: ResponseFields) -> bool:

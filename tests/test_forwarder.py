@@ -4,6 +4,7 @@ upstream replies at the edges of HTTP/1.1, from an upstream that answers scripte
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import threading
@@ -146,8 +147,11 @@ class ScriptedUpstream:
                 return
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a waiting accept() on Linux
         self._listener.close()
         self._thread.join(TIMEOUT_S)
+        assert not self._thread.is_alive()
 
 
 @contextlib.contextmanager
@@ -221,3 +225,16 @@ def test_expect_100_continue_is_answered_here_not_passed_on() -> None:
     with scripted(OK) as (upstream, client):
         client.post("/api/chat", data=b"{}", headers={"Expect": "100-continue"}, buffered=True)
     assert b"expect" not in upstream.heads[0].lower()
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400_and_not_sent() -> None:
+    with scripted(OK) as (upstream, client):
+        response = client.post(
+            "/api/chat",
+            input_stream=io.BytesIO(b"{}"),
+            environ_overrides={"CONTENT_LENGTH": "10"},
+            buffered=True,
+        )
+        assert response.status_code == 400
+        assert "shorter than its length" in json.loads(response.get_data())["error"]
+    assert upstream.heads == []
