@@ -10,15 +10,20 @@ used:
 - invalid UTF-8 inside strings reads as U+FFFD; ``NaN`` and ``Infinity`` are not JSON.
 
 When the decision changes the body, it is re-serialised with every other member, in
-order and with duplicates, exactly as sent: the app sees precisely what was decided.
+order and with duplicates, exactly as sent: the app sees precisely what was decided. The
+common request (strict JSON naming ``"model"`` once, a plain string) is decided without
+that: its one string is replaced in place, which Go reads the same way, for a fraction of
+the cost.
 
 Pure: bytes and dicts in, bytes out; no I/O, no WSGI.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +44,10 @@ from werkzeug.sansio.multipart import (
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .errors import RequestError
+
+_MODEL_ONLY = (("model",),)
+_MODEL_KEY = b'"model"'
+_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")  # JSON's white space around a member's ':'
 
 # Runes that simple-fold to an ASCII letter besides the letter's own cases: Go's
 # encoding/json fold.go special-cases exactly these two.
@@ -77,6 +86,43 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
 
     :raises RequestError: 400 for a body Ollama could not read as a JSON object.
     """
+    decision = _decide_spliced(body, endpoint, aliases)
+    return decision if decision is not None else _decide_parsed(body, endpoint, aliases)
+
+
+def _decide_spliced(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision | None:
+    """Decide the common request by replacing its one model string; None if it is not one.
+
+    It is one when the body is strict JSON (UTF-8, no ``\\u`` escapes, nothing after the
+    value), an object whose one key spelled like ``model`` in any case is ``"model"``
+    with a plain string. Go reads that body with the string replaced exactly as
+    :func:`_decide_parsed`'s re-serialised one (the tests compare the two).
+    """
+    if endpoint.model_fields != _MODEL_ONLY or body.find(b"\\u") >= 0:
+        return None
+    lowered = body.lower()  # ASCII only: no other letter folds to one of "model"
+    key_at = lowered.find(_MODEL_KEY)
+    if key_at < 0 or lowered.find(_MODEL_KEY, key_at + 1) >= 0:
+        return None
+    try:
+        document = _STRICT_JSON.decode(body.decode())
+    except (ValueError, RecursionError):
+        return None  # left to the full reading, which says what is wrong
+    name = document.get("model") if isinstance(document, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        return None
+    rename = decide_name(name, aliases)
+    if rename is None:
+        return UNCHANGED
+    value_at = _COLON.match(body, key_at + len(_MODEL_KEY)).end()  # type: ignore[union-attr]
+    sent = _json_string(name)
+    if not body.startswith(sent, value_at):
+        return None  # written some other way than the encoder writes it
+    target = _json_string(rename.route.target)
+    return Decision(body[:value_at] + target + body[value_at + len(sent) :], (rename,))
+
+
+def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
     text = body.decode("utf-8", "replace")
     if not text.strip():
         # Ollama answers "missing request body"; that is its call, not ours.
@@ -240,6 +286,15 @@ def _parse_float(text: str) -> float:
     if math.isinf(number):
         raise ValueError(f"number {text} is out of range")
     return number
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_string(text: str) -> bytes:
+    """``text`` as a JSON string literal, as :func:`_serialise` writes it."""
+    return _UTF8_SCALAR(text).encode()
 
 
 def _parse_first_value(text: str) -> tuple[Any, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import encode_multipart
 
@@ -14,6 +14,8 @@ from ollama_default.endpoints import find_endpoint
 from ollama_default.errors import RequestError
 from ollama_default.request_body import (
     _UTF8_SCALAR,
+    _decide_parsed,
+    _decide_spliced,
     _encode,
     _serialised,
     decide_json,
@@ -293,3 +295,70 @@ def test_both_encoders_write_the_same_bytes(document: dict[str, object]) -> None
     out: list[str] = []
     _encode(document, out, _UTF8_SCALAR)
     assert _serialised(document, _UTF8_SCALAR) == "".join(out)
+
+
+# The common request is decided by replacing its one model string in place: Go must read
+# that body exactly as it reads the re-serialised one.
+
+MODEL_NAMES = st.sampled_from(
+    ["llmodel", "LLModel", "llmodel:latest", " llmodel ", "library/llmodel", "embed",
+     "llama3.2", "", "  "]
+)  # fmt: skip
+KEYS = st.sampled_from(["model", "Model", "MODEL", "messages", "prompt"]) | st.text(max_size=6)
+
+
+@st.composite
+def chat_bodies(draw: st.DrawFn) -> bytes:
+    """A JSON object as a client might write it: any member order, spacing and escaping."""
+    members = draw(st.dictionaries(KEYS, JSON_VALUES, max_size=4))
+    if draw(st.integers(0, 3)):  # mostly a model, mostly a name
+        members["model"] = draw(st.one_of(MODEL_NAMES, MODEL_NAMES, JSON_VALUES))
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (",", " : ")]))
+    text = json.dumps(
+        members,
+        ensure_ascii=draw(st.booleans()),
+        separators=separators,
+        indent=draw(st.sampled_from([None, 2])),
+    )
+    return text.encode()
+
+
+@settings(max_examples=400)  # about one body in ten takes the replacing path
+@given(body=chat_bodies())
+def test_replacing_the_model_string_decides_as_the_full_reading(body: bytes) -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    spliced = _decide_spliced(body, endpoint, ALIASES)
+    if spliced is None:
+        return  # not the common case: the full reading decides
+    parsed = _decide_parsed(body, endpoint, ALIASES)
+    assert spliced.renames == parsed.renames
+    assert (spliced.body is None) == (parsed.body is None)
+    if spliced.body is not None and parsed.body is not None:
+        assert json.loads(spliced.body) == json.loads(parsed.body)
+
+
+def test_a_client_written_request_keeps_its_bytes_but_the_model_string() -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    body = b'{"model": "llmodel", "messages": [{"role": "user", "content": "Hi\\nllmodel"}]}'
+    decision = _decide_spliced(body, endpoint, ALIASES)
+    assert decision is not None
+    assert decision.body == body.replace(b'"llmodel"', b'"aya-expanse:8b-q8_0"', 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"llmod\\u0065l"}',  # an escape
+        b'{"model":"llama3.2","MODEL":"llmodel"}',  # two spellings of the key
+        b'{"model":"llmodel"} trailing',  # bytes after the value
+        b'{"model":"llmodel","prompt":"caf\xe9"}',  # not UTF-8
+        b'{"model":"llmodel","n":1e999}',  # a number Go cannot hold
+        b'{"options":{"model":"llmodel"}}',  # not the top-level key
+    ],
+)
+def test_anything_unusual_is_left_to_the_full_reading(body: bytes) -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    assert _decide_spliced(body, endpoint, ALIASES) is None
