@@ -5,6 +5,7 @@ Run from the project root (a default run takes about 3 minutes)::
     .venv/bin/python benchmarks/proxy.py                       # gthread and gevent
     .venv/bin/python benchmarks/proxy.py --worker-class gthread --rounds 5
     .venv/bin/python benchmarks/proxy.py --scenarios slow --sync-check
+    .venv/bin/python benchmarks/proxy.py --worker-class gevent --relay --rounds 5
     PYTHONPATH=/some/dir .venv/bin/python benchmarks/proxy.py --proxy-app candidate:app
 
 The last form measures a candidate proxy app (say, with another forwarder) in place of
@@ -17,7 +18,10 @@ It starts, all on 127.0.0.1:
   gunicorn with worker class ``W``: what the server alone costs;
 * **proxy[W]**: ``ollama_default.proxy:app`` under the same gunicorn settings, with
   ``OLLAMA_DEFAULT_UPSTREAM`` the fake, ``OLLAMA_DEFAULT_ALIAS=llmodel`` and
-  ``OLLAMA_DEFAULT_TARGET=aya-expanse:8b-q8_0``.
+  ``OLLAMA_DEFAULT_TARGET=aya-expanse:8b-q8_0``;
+* **relay[W]**, with ``--relay``: ``benchmarks/relay.py``, the least a Python relay under
+  the same gunicorn does (no rewriting, no header handling): how much of the proxy's cost
+  is relaying at all.
 
 gunicorn gets ``ollama_default.cli.SERVE_DEFAULTS`` (what ``ollama-default serve`` runs)
 with the worker class, workers, threads and worker connections of the command line. Clients
@@ -1208,7 +1212,7 @@ def _diagnostics(results: Results, names: Sequence[str], chosen: Sequence[Scenar
             server = _median(results.values(s.key, name, "server_cpu")) * 100
             client = _median(results.values(s.key, name, "client_cpu")) * 100
             upstream = _median(results.values(s.key, name, "upstream_cpu")) * 100
-            extra = f" + upstream {upstream:.0f}" if name.startswith("proxy") else ""
+            extra = f" + upstream {upstream:.0f}" if name.startswith(("proxy", "relay")) else ""
             cells.append(f"{name} {server:.0f}{extra} (client {client:.0f})")
         print(f"  {s.key:<17} " + "; ".join(cells))
 
@@ -1346,6 +1350,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the proxy's WSGI app for gunicorn (to measure a candidate change)",
     )
     parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="also measure relay[W], the least a Python relay does (benchmarks/relay.py)",
+    )
+    parser.add_argument(
         "--sync-check",
         action="store_true",
         help="also run plain gunicorn (sync worker) on the slow streams",
@@ -1390,10 +1399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers = [upstream]
         for worker_class in args.worker_class:
             cli = _worker_cli(worker_class, args)
-            for role, app, extra in (
+            roles = [
                 ("floor", "upstream:floor", ["--pythonpath", str(BENCH_DIR)]),
                 ("proxy", args.proxy_app, []),
-            ):
+            ]
+            if args.relay:
+                roles.append(("relay", "relay:app", ["--pythonpath", str(BENCH_DIR)]))
+            for role, app, extra in roles:
                 server = start_gunicorn(
                     f"{role}[{worker_class}]",
                     app,
@@ -1416,7 +1428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = servers[shift:] + servers[:shift]
             for scenario in chosen:
                 for server in order:
-                    watched = [upstream] if server.name.startswith("proxy") else []
+                    watched = [upstream] if server.name.startswith(("proxy", "relay")) else []
                     figures = measure(pool, server, scenario, args, watched)
                     results.add(scenario.key, server.name, figures)
         names = [s.name for s in servers]

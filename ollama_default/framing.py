@@ -92,6 +92,11 @@ class NdjsonSplitter(_Splitter):
     def is_one_record(self, data: bytes) -> bool:
         return not self._held and not self._oversized and data.find(b"\n") == len(data) - 1
 
+    def is_whole_records(self, data: bytes) -> bool:
+        """Whether ``data`` is whole lines, with nothing held before it: the records
+        :meth:`feed` would return are its lines, and nothing would be held after."""
+        return not self._held and not self._oversized and data.endswith(b"\n")
+
     def _may_end(self, data: bytes) -> bool:
         return b"\n" in data
 

@@ -72,6 +72,7 @@ class NameRestorer:
         )
         self._sent_start = b"{" + self._sent_member
         self._shown_start = b"{" + self._shown_member
+        self._sent_line_start = b"\n" + self._sent_start
         self._sent_next = b"," + self._sent_member
         self._shown_next = b"," + self._shown_member
 
@@ -90,6 +91,25 @@ class NameRestorer:
             if first == 1 and record.startswith(sent_start) and record.find(_MODEL_KEY, 2) < 0:
                 return self._shown_start + record[len(sent_start) :]
         return self._restore_parsed(record)
+
+    def restore_lines(self, lines: bytes) -> bytes | None:
+        """:meth:`restore` for all the NDJSON records of ``lines`` at once, where one
+        replace does it; None where it does not.
+
+        It does where every record starts with the target's ``"model"`` member and holds no
+        other ``"model"`` key, no error and no escaped letter: what Ollama streams, and what
+        :meth:`restore`'s fast path changes in each record alike.
+        """
+        if (
+            self._fast
+            and lines.startswith(self._sent_start)
+            and lines.count(self._sent_line_start) == lines.count(b"\n") - 1
+            and lines.count(_MODEL_KEY) == lines.count(b"\n")
+            and lines.find(_ERROR_KEY) < 0
+            and lines.find(_MODEL_LETTER_ESCAPE) < 0
+        ):
+            return lines.replace(self._sent_start, self._shown_start)
+        return None
 
     def restore_event(self, event: bytes) -> bytes:
         """Return one server-sent event with the client's names restored in its data.
@@ -252,18 +272,25 @@ class StreamRestorer:
         self._splitter: NdjsonSplitter | SseSplitter
         self._restore: Callable[[bytes], bytes]
         self._restore_whole: Callable[[bytes], bytes]
+        self._restorer = restorer
+        self._lines: NdjsonSplitter | None = None  # the splitter, for NDJSON
         if media_type == "text/event-stream":
             self._splitter = SseSplitter(max_record_bytes)
             self._restore = restorer.restore_event
             self._restore_whole = restorer.restore_single_line_event
         else:
-            self._splitter = NdjsonSplitter(max_record_bytes)
+            self._splitter = self._lines = NdjsonSplitter(max_record_bytes)
             self._restore = self._restore_whole = restorer.restore
 
     def feed(self, data: bytes) -> bytes:
         """Return the restored records that ``data`` completes (maybe ``b""``)."""
         if self._splitter.is_one_record(data):  # as Ollama flushes: one record a chunk
             return self._restore_whole(data)
+        if self._lines is not None and self._lines.is_whole_records(data):
+            # Several records read at once, when the proxy has fallen behind a stream.
+            restored = self._restorer.restore_lines(data)
+            if restored is not None:
+                return restored
         restore = self._restore
         # memoryview pieces belong to an oversized record: relayed unparsed.
         return b"".join([restore(p) if type(p) is bytes else p for p in self._splitter.feed(data)])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fake_ollama import go_json
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ollama_default.aliases import Route
@@ -295,3 +295,42 @@ def test_splitting_a_stream_anywhere_gives_the_same_output(
     chunks = [body[a:b] for a, b in itertools.pairwise(positions)]
     assert run(chunks) == run([body])
     assert run([body[i : i + 1] for i in range(len(body))]) == run([body])
+
+
+@st.composite
+def ollama_lines(draw: st.DrawFn) -> bytes:
+    """Several NDJSON records read at once: mostly as Ollama streams them, some not."""
+    lines = b""
+    for _ in range(draw(st.integers(1, 5))):
+        names = st.one_of(st.just(TARGET), NAMES)  # mostly the target, as Ollama streams
+        name, other, text = go_json(draw(names)), go_json(draw(names)), go_json(draw(TEXT))
+        shapes = [
+            b'{"model":%b,"created_at":"2026-11-24T00:00:00Z","response":%b,"done":false}'
+            % (name, text),
+            b'{"model":%b,"message":{"model":%b,"content":%b}}' % (name, other, text),
+            b'{"model":%b,"response":%b,"model":%b}' % (name, text, other),
+            b'{"done":true,"model":%b}' % name,
+            b'{"model":%b,"\\u006dodel":%b}' % (name, other),  # a key escaped
+            b'{"model":%b,"error":%b}' % (name, go_json(f"model '{TARGET}' not found")),
+            draw(records()),
+        ]
+        index = draw(st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4, 5, 6]))
+        lines += shapes[index] + b"\n"
+    return lines
+
+
+@settings(max_examples=300)
+@given(lines=ollama_lines())
+def test_records_read_together_are_restored_as_one_by_one(lines: bytes) -> None:
+    one_by_one = restorer("/api/generate", fast=False)
+    expected = b"".join(one_by_one.restore(line) for line in lines.splitlines(keepends=True))
+    restored = restorer("/api/generate").restore_lines(lines)
+    assert restored is None or restored == expected
+    stream_restorer = StreamRestorer(restorer("/api/generate"), "application/x-ndjson")
+    assert stream_restorer.feed(lines) + stream_restorer.finish() == expected
+
+
+def test_records_as_ollama_streams_them_are_restored_in_one_replace() -> None:
+    line = b'{"model":"%b","response":"hi","done":false}\n' % TARGET.encode()
+    restored = restorer("/api/generate").restore_lines(line * 3)
+    assert restored == line.replace(TARGET.encode(), b"llmodel") * 3
