@@ -270,7 +270,12 @@ def _send(
 ) -> None:
     """Send the request: a small body in the same write as its head (one packet)."""
     if body is None or isinstance(body, bytes):
-        sock.sendall(head + body if body else head)
+        data = head + body if body else head
+        # One send takes a request this small whole; gevent's sendall would first ask the
+        # kernel for the socket's buffer size.
+        sent = sock.send(data)
+        if sent < len(data):
+            sock.sendall(data[sent:])
         return
     sock.sendall(head)
     for piece in body:

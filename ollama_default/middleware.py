@@ -122,12 +122,9 @@ class DefaultModel:
         has_length = environ.get("CONTENT_LENGTH", "") not in ("", "0")
         if not has_length and not environ.get("wsgi.input_terminated"):
             return None  # no body, or one this server cannot frame: leave it to the app
-        too_large = RequestError(
-            413, f"request body is larger than the limit of {self.max_body_bytes} bytes"
-        )
         content_length = get_content_length(environ)
         if content_length is not None and content_length > self.max_body_bytes:
-            raise too_large  # refused before reading a byte of it
+            raise self._too_large()  # refused before reading a byte of it
         if has_length and content_length is not None:
             # PEP 3333: an app may read up to CONTENT_LENGTH from the input as it is.
             body: bytes = environ["wsgi.input"].read(content_length)
@@ -140,12 +137,17 @@ class DefaultModel:
             stream = get_input_stream(environ, max_content_length=self.max_body_bytes + 1)
             body = stream.read()
         except RequestEntityTooLarge:
-            raise too_large from None
+            raise self._too_large() from None
         except ClientDisconnected:
             raise RequestError(400, "request body ended before its Content-Length") from None
         if len(body) > self.max_body_bytes:
-            raise too_large
+            raise self._too_large()
         return body
+
+    def _too_large(self) -> RequestError:
+        return RequestError(
+            413, f"request body is larger than the limit of {self.max_body_bytes} bytes"
+        )
 
 
 def _mapping(

@@ -331,10 +331,10 @@ def _model_members(target: str, client_name: str) -> tuple[bytes, bytes]:
 
 def _only_model_keys(fields: ResponseFields) -> bool:
     for key, value in fields.items():
-        if isinstance(value, Mapping):
-            if not _only_model_keys(value):
+        if isinstance(value, Field):
+            if value is Field.MODEL_NAME and key != "model":
                 return False
-        elif value is Field.MODEL_NAME and key != "model":
+        elif not _only_model_keys(value):
             return False
     return True
 

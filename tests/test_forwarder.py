@@ -15,7 +15,7 @@ import pytest
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
-from ollama_default.forwarder import Forwarder
+from ollama_default.forwarder import Forwarder, _send
 
 TIMEOUT_S = 10.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -238,3 +238,24 @@ def test_a_body_shorter_than_its_content_length_is_a_400_and_not_sent() -> None:
         assert response.status_code == 400
         assert "shorter than its length" in json.loads(response.get_data())["error"]
     assert upstream.heads == []
+
+
+def test_a_request_larger_than_the_socket_buffer_is_sent_whole() -> None:
+    sender, receiver = socket.socketpair()
+    with sender, receiver:
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sender.settimeout(TIMEOUT_S)  # as the pool's sockets: a first send() sends a part
+        received: list[bytes] = []
+        reader = threading.Thread(target=_read_all, args=(receiver, received))
+        reader.start()
+        head, body = b"POST /api/chat HTTP/1.1\r\n\r\n", bytes(range(256)) * 250
+        _send(sender, head, body, chunked=False)
+        sender.shutdown(socket.SHUT_WR)
+        reader.join(TIMEOUT_S)
+    assert b"".join(received) == head + body
+
+
+def _read_all(sock: socket.socket, into: list[bytes]) -> None:
+    sock.settimeout(TIMEOUT_S)
+    while data := sock.recv(65536):
+        into.append(data)
