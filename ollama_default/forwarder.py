@@ -27,7 +27,7 @@ from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wsgi import get_input_stream
 
 from .endpoints import error_shape
-from .errors import ErrorShape, error_body, status_line
+from .errors import ErrorShape, RequestError, error_body, status_line
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -93,12 +93,13 @@ class Forwarder:
         if query := environ.get("QUERY_STRING"):
             target += "?" + query
         method = environ.get("REQUEST_METHOD", "GET")
-        body, chunked = _request_body(environ)
+        try:
+            body, chunked = _request_body(environ)
+        except RequestError as error:
+            return _error(start_response, shape, error.status, error.message)
         head = self._request_head(environ, method, target, body, chunked)
         if head is None:
             return _error(start_response, shape, 400, "invalid characters in the request head")
-        if isinstance(body, bytes) and len(body) != int(environ["CONTENT_LENGTH"]):
-            return _error(start_response, shape, 400, "the request body is shorter than its length")
         try:
             sock = self._pool.connection()
         except TimeoutError:
@@ -348,7 +349,11 @@ class _Response:
             received += len(data)
             if received > MAX_HEAD_BYTES:
                 raise UpstreamError(f"sent a response head over {MAX_HEAD_BYTES} bytes")
-            self._parser.feed_data(data)
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                # Upgrade is hop-by-hop, never passed on: nobody asked for another protocol.
+                raise UpstreamError("switched protocols unasked") from None
 
     def read_more(self, sock: socket.socket) -> None:
         """Read what has arrived into ``pieces``; at the end of a reply, mark it complete."""
@@ -427,13 +432,22 @@ def _connection_tokens(value: str) -> set[str]:
 
 
 def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | None, bool]:
-    """Return the body to send on, and whether it goes chunked (its length unknown)."""
+    """Return the body to send on, and whether it goes chunked (its length unknown).
+
+    :raises RequestError: 400 for a ``Content-Length`` that is not a length, or a body
+        that ends before it.
+    """
     length = environ.get("CONTENT_LENGTH", "")
     if length not in ("", "0"):
+        if not (length.isascii() and length.isdigit()):
+            raise RequestError(400, f"invalid Content-Length {length!r}")
         if int(length) <= READ_BYTES:
             # A chat request: in the same packet as the head. PEP 3333 lets an app read
             # up to CONTENT_LENGTH from the input as it is.
-            return environ["wsgi.input"].read(int(length)), False
+            body: bytes = environ["wsgi.input"].read(int(length))
+            if len(body) < int(length):
+                raise RequestError(400, "the request body is shorter than its Content-Length")
+            return body, False
         stream = get_input_stream(environ)  # bounded by the length
         return iter(lambda: stream.read(READ_BYTES), b""), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with

@@ -119,9 +119,12 @@ class DefaultModel:
 
     def _read_body(self, environ: WSGIEnvironment) -> bytes | None:
         """Read the whole request body, or return None when there is none to read."""
-        has_length = environ.get("CONTENT_LENGTH", "") not in ("", "0")
+        length = environ.get("CONTENT_LENGTH", "")
+        has_length = length not in ("", "0")
         if not has_length and not environ.get("wsgi.input_terminated"):
             return None  # no body, or one this server cannot frame: leave it to the app
+        if has_length and not (length.isascii() and length.isdigit()):
+            raise RequestError(400, f"invalid Content-Length {length!r}")
         content_length = get_content_length(environ)
         if content_length is not None and content_length > self.max_body_bytes:
             raise self._too_large()  # refused before reading a byte of it

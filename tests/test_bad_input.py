@@ -82,6 +82,11 @@ BAD_INPUT = [
         {"CONTENT_LENGTH": "40"},
     ),
     BadInput(
+        "bad-length", "a Content-Length that is not a length (gunicorn refuses it itself)",
+        "400, ``invalid Content-Length '...'``",
+        b'{"model":"llmodel"}', 400, "invalid Content-Length 'ten'", {"CONTENT_LENGTH": "ten"},
+    ),
+    BadInput(
         "empty", "an empty body",
         "passed on untouched: Ollama answers 400 ``missing request body``",
         b"", None,

@@ -202,6 +202,10 @@ def test_a_head_reply_ends_with_its_head_and_keeps_the_connection() -> None:
         (b"", "closed the connection without answering"),
         (b"HTTP/1.1 200 OK\r\nContent-", "closed the connection in the middle of its reply"),
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "sent an invalid HTTP response"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            "switched protocols unasked",
+        ),
     ],
 )
 def test_an_upstream_that_breaks_http_is_a_502_naming_it(reply: bytes, message: str) -> None:
@@ -227,16 +231,22 @@ def test_expect_100_continue_is_answered_here_not_passed_on() -> None:
     assert b"expect" not in upstream.heads[0].lower()
 
 
-def test_a_body_shorter_than_its_content_length_is_a_400_and_not_sent() -> None:
+@pytest.mark.parametrize(
+    ("content_length", "message"),
+    [("10", "shorter than its Content-Length"), ("ten", "invalid Content-Length 'ten'")],
+)
+def test_a_body_that_does_not_match_its_length_is_a_400_and_not_sent(
+    content_length: str, message: str
+) -> None:
     with scripted(OK) as (upstream, client):
         response = client.post(
             "/api/chat",
             input_stream=io.BytesIO(b"{}"),
-            environ_overrides={"CONTENT_LENGTH": "10"},
+            environ_overrides={"CONTENT_LENGTH": content_length},
             buffered=True,
         )
         assert response.status_code == 400
-        assert "shorter than its length" in json.loads(response.get_data())["error"]
+        assert message in json.loads(response.get_data())["error"]
     assert upstream.heads == []
 
 
