@@ -50,7 +50,7 @@ _NOT_FORWARDED = frozenset({"expect"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class UpstreamError(Exception):
+class _UpstreamError(Exception):
     """The upstream broke the HTTP exchange: closed it early or sent what is not HTTP."""
 
 
@@ -110,7 +110,7 @@ class Forwarder:
         try:
             _send(sock, head, body, chunked)
             response.read_head(sock)
-        except (UpstreamError, httptools.HttpParserError, OSError) as error:
+        except (_UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             status = 504 if isinstance(error, TimeoutError) else 502
             return _error(start_response, shape, status, self._failed(error))
@@ -179,7 +179,7 @@ class Forwarder:
             return self._unanswered(connect=False)
         if isinstance(error, httptools.HttpParserError):
             return f"upstream {self.upstream} sent an invalid HTTP response: {error}"
-        if isinstance(error, UpstreamError):
+        if isinstance(error, _UpstreamError):
             return f"upstream {self.upstream} {error}"
         return f"upstream {self.upstream} failed: {error or type(error).__name__}"
 
@@ -344,16 +344,16 @@ class _Response:
             data = sock.recv(READ_BYTES)
             if not data:
                 if received:
-                    raise UpstreamError("closed the connection in the middle of its reply")
-                raise UpstreamError("closed the connection without answering")
+                    raise _UpstreamError("closed the connection in the middle of its reply")
+                raise _UpstreamError("closed the connection without answering")
             received += len(data)
             if received > MAX_HEAD_BYTES:
-                raise UpstreamError(f"sent a response head over {MAX_HEAD_BYTES} bytes")
+                raise _UpstreamError(f"sent a response head over {MAX_HEAD_BYTES} bytes")
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserUpgrade:
                 # Upgrade is hop-by-hop, never passed on: nobody asked for another protocol.
-                raise UpstreamError("switched protocols unasked") from None
+                raise _UpstreamError("switched protocols unasked") from None
 
     def read_more(self, sock: socket.socket) -> None:
         """Read what has arrived into ``pieces``; at the end of a reply, mark it complete."""
@@ -363,7 +363,7 @@ class _Response:
         elif self._ends_at_close():
             self.complete = True
         else:
-            raise UpstreamError("closed the connection in the middle of its reply")
+            raise _UpstreamError("closed the connection in the middle of its reply")
 
     def reusable(self) -> bool:
         """Whether the connection may carry another request after this complete reply."""
@@ -503,7 +503,7 @@ class _UpstreamBody:
                 if response.complete:
                     return
                 response.read_more(self._sock)
-        except (UpstreamError, httptools.HttpParserError, OSError) as error:
+        except (_UpstreamError, httptools.HttpParserError, OSError) as error:
             yield from _stream_error(response, self._describe(error), last)
 
     def close(self) -> None:

@@ -95,8 +95,12 @@ def test_serve_runs_the_proxy_in_front_of_the_upstream(
     server = start_server([*SERVE, "--workers", "1"], settings, log_dir=tmp_path)
     try:
         server.wait_until_ready()
+        # Connection: close, or gunicorn's graceful stop would wait out the idle connection.
         with requests.post(
-            f"{server.base_url}/api/generate", json={"prompt": "hi"}, timeout=10
+            f"{server.base_url}/api/generate",
+            json={"prompt": "hi"},
+            headers={"Connection": "close"},
+            timeout=10,
         ) as r:
             lines = [json.loads(line) for line in r.iter_lines()]
     finally:
