@@ -36,6 +36,7 @@ import random
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -2327,17 +2328,23 @@ class _WSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 @contextlib.contextmanager
-def serve(app: WSGIApplication, *, host: str = "127.0.0.1") -> Iterator[str]:
+def serve(
+    app: WSGIApplication, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
     """Serve any WSGI app on a real loopback socket (port 0), HTTP/1.1, threaded.
 
-    Yield its base URL like ``http://127.0.0.1:PORT``; on exit shut down, end every
-    connection and join every thread (no ResourceWarning, no leaked thread).
+    Yield its base URL like ``http://127.0.0.1:PORT`` (``https://`` with a ``tls`` server
+    context); on exit shut down, end every connection and join every thread (no
+    ResourceWarning, no leaked thread).
 
     Each chunk the app yields goes out at once as one HTTP chunk; when the client goes away
     mid-stream the next write fails and the app iterator is closed.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = _WSGIServer((host, 0), app, family)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
     started = threading.Event()
 
     def run() -> None:
@@ -2351,7 +2358,11 @@ def serve(app: WSGIApplication, *, host: str = "127.0.0.1") -> Iterator[str]:
         if not started.wait(timeout=5):
             raise RuntimeError("the test server thread did not start")
         port = server.server_address[1]
-        yield f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
+        yield (
+            f"{scheme}://[{host}]:{port}"
+            if family == socket.AF_INET6
+            else f"{scheme}://{host}:{port}"
+        )
     finally:
         if thread.is_alive():
             server.shutdown()

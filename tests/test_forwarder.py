@@ -7,11 +7,14 @@ import contextlib
 import io
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+import trustme
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
@@ -269,3 +272,48 @@ def _read_all(sock: socket.socket, into: list[bytes]) -> None:
     sock.settimeout(TIMEOUT_S)
     while data := sock.recv(65536):
         into.append(data)
+
+
+# --------------------------------------------------------------------------------------
+# An upstream behind TLS
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The fake Ollama over HTTPS with a certificate for 127.0.0.1; its CA's PEM file."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    with serve(FakeOllama(), tls=server_context) as url:
+        yield url, ca_file
+
+
+def test_an_https_upstream_is_reached_over_verified_tls(
+    tls_upstream: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca_file = tls_upstream
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the system's trust store, as set
+    forwarder = Forwarder(url)
+    try:
+        response = Client(forwarder).get("/api/version", buffered=True)
+    finally:
+        forwarder.close()
+    assert response.status_code == 200
+    assert "version" in json.loads(response.get_data())
+
+
+def test_an_https_upstream_with_an_untrusted_certificate_is_a_502(
+    tls_upstream: tuple[str, Path],
+) -> None:
+    url, _ = tls_upstream
+    forwarder = Forwarder(url)
+    try:
+        response = Client(forwarder).get("/api/version", buffered=True)
+    finally:
+        forwarder.close()
+    assert response.status_code == 502
+    message = json.loads(response.get_data())["error"]
+    assert message.startswith(f"upstream {url} is unreachable: ")
+    assert "certificate verify failed" in message
