@@ -42,8 +42,6 @@ DEFAULT_MAX_CONNECTIONS = 1000
 # RFC 3986 section 3.3: characters a path segment may hold unencoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
-# What must never reach the upstream's request head: it would split or end a line.
-_LINE_BREAKING = re.compile(r"[\x00\r\n]")
 # Headers that belong to the client's connection to us, besides RFC 9110's hop-by-hop
 # ones: the body is sent at once, so the upstream is never asked to confirm it first.
 _NOT_FORWARDED = frozenset({"expect"})
@@ -85,10 +83,9 @@ class Forwarder:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "") or "/"
-        shape = error_shape(path)
         # Never let a path reach another host or climb out of the upstream's base path.
         if not path.startswith("/") or path.startswith("//") or _DOT_SEGMENT.search(path):
-            return _error(start_response, shape, 400, f"invalid request path {path!r}")
+            return _error(start_response, path, 400, f"invalid request path {path!r}")
         target = self._base_path + _upstream_path(environ, path)
         if query := environ.get("QUERY_STRING"):
             target += "?" + query
@@ -96,16 +93,16 @@ class Forwarder:
         try:
             body, chunked = _request_body(environ)
         except RequestError as error:
-            return _error(start_response, shape, error.status, error.message)
+            return _error(start_response, path, error.status, error.message)
         head = self._request_head(environ, method, target, body, chunked)
         if head is None:
-            return _error(start_response, shape, 400, "invalid characters in the request head")
+            return _error(start_response, path, 400, "invalid characters in the request head")
         try:
             sock = self._pool.connection()
         except TimeoutError:
-            return _error(start_response, shape, 504, self._unanswered(connect=True))
+            return _error(start_response, path, 504, self._unanswered(connect=True))
         except OSError as error:
-            return _error(start_response, shape, 502, self._unreachable(error))
+            return _error(start_response, path, 502, self._unreachable(error))
         response = _Response(method)
         try:
             _send(sock, head, body, chunked)
@@ -113,8 +110,11 @@ class Forwarder:
         except (_UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             status = 504 if isinstance(error, TimeoutError) else 502
-            return _error(start_response, shape, status, self._failed(error))
+            return _error(start_response, path, status, self._failed(error))
         start_response(response.status, response.headers())
+        if response.complete:  # the whole reply came with its head: a chat, say
+            self._pool.release(sock, response.reusable())
+            return response.pieces
         return _UpstreamBody(sock, response, self._pool, self._failed)
 
     def _request_head(
@@ -142,8 +142,6 @@ class Forwarder:
         elif method in _BODY_METHODS:
             headers["Content-Length"] = "0"
         client_host = headers.pop("Host", "") or environ.get("SERVER_NAME", "")
-        # Ollama on loopback refuses Host names it does not know (DNS-rebinding guard).
-        headers["Host"] = self._host
         remote = environ.get("REMOTE_ADDR", "")
         forwarded_for = headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
@@ -152,11 +150,15 @@ class Forwarder:
         # Bodies must reach the rewriting readable: Ollama itself never compresses, but
         # what it relays from ollama.com might be.
         headers["Accept-Encoding"] = "identity"
-        if _LINE_BREAKING.search(" ".join((target, *headers, *headers.values()))):
+        # Ollama on loopback refuses Host names it does not know (DNS-rebinding guard).
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n" + "".join(
+            [f"{name}: {value}\r\n" for name, value in headers.items()]
+        )
+        # Each header is one line: nothing may split one or end the head early.
+        lines = len(headers) + 2
+        if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
             return None
-        lines = [f"{method} {target} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return (head + "\r\n").encode("latin-1")
 
     def close(self) -> None:
         """Close the idle connections to the upstream (a server does this at shutdown)."""
@@ -238,9 +240,10 @@ class _ConnectionPool:
         while self._idle:
             self._idle.pop().close()
 
-    def give_back(self, sock: socket.socket) -> None:
-        """Keep ``sock`` for the next request, or close it when enough are idle."""
-        if len(self._idle) < self._max_idle:
+    def release(self, sock: socket.socket, reusable: bool) -> None:
+        """Keep ``sock`` for the next request if it is ``reusable`` and too few are idle;
+        else close it."""
+        if reusable and len(self._idle) < self._max_idle:
             self._idle.append(sock)
         else:
             sock.close()
@@ -380,15 +383,18 @@ class _Response:
 
     def headers(self) -> list[tuple[str, str]]:
         """The end-to-end headers, for the client."""
-        decoded = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in self._headers
-        ]
-        listed = _connection_tokens(self.header(b"connection"))
-        return [
-            (name, value)
-            for name, value in decoded
-            if not is_hop_by_hop_header(name) and name.lower() not in listed
-        ]
+        kept = []
+        listed = ""
+        for name, value in self._headers:
+            if _is_hop_by_hop(name):
+                if name.lower() == b"connection":
+                    listed += "," + value.decode("latin-1").lower()
+            else:
+                kept.append((name.decode("latin-1"), value.decode("latin-1")))
+        if listed.strip(", ") not in ("", "keep-alive", "close"):
+            also_hop_by_hop = _connection_tokens(listed)
+            kept = [(name, value) for name, value in kept if name.lower() not in also_hop_by_hop]
+        return kept
 
     def _ends_at_close(self) -> bool:
         # RFC 9112 section 6.3: with neither framing header, the body runs to the close.
@@ -405,6 +411,8 @@ def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
     raw_path = raw.split("?", 1)[0]
     script_name = environ.get("SCRIPT_NAME", "")
+    if raw_path == script_name + path:
+        return path  # sent unencoded: as it came
     if raw_path.startswith(script_name + "/"):
         tail = raw_path[len(script_name) :]
         if unquote_to_bytes(tail) == path.encode("latin-1"):
@@ -424,6 +432,12 @@ def _forwarded_name(environ_key: str) -> str | None:
     if is_hop_by_hop_header(name) or name.lower() in _NOT_FORWARDED:
         return None
     return name
+
+
+@functools.lru_cache(maxsize=256)
+def _is_hop_by_hop(name: bytes) -> bool:
+    """Whether a response header is hop-by-hop (cached: replies repeat the same few)."""
+    return is_hop_by_hop_header(name.decode("latin-1"))
 
 
 def _connection_tokens(value: str) -> set[str]:
@@ -459,10 +473,8 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
     return None, False
 
 
-def _error(
-    start_response: StartResponse, shape: ErrorShape, status: int, message: str
-) -> list[bytes]:
-    body = error_body(shape, status, message)
+def _error(start_response: StartResponse, path: str, status: int, message: str) -> list[bytes]:
+    body = error_body(error_shape(path), status, message)
     start_response(
         status_line(status),
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -507,10 +519,8 @@ class _UpstreamBody:
             yield from _stream_error(response, self._describe(error), last)
 
     def close(self) -> None:
-        if self._response.reusable():
-            self._pool.give_back(self._sock)
-        else:
-            self._sock.close()  # drops the connection: Ollama stops generating
+        # A stream cut short is not reusable: closing it tells Ollama to stop generating.
+        self._pool.release(self._sock, self._response.reusable())
 
 
 def _stream_error(response: _Response, message: str, last: bytes) -> Iterator[bytes]:
