@@ -52,7 +52,10 @@ stream's lines/s at least 0.7x direct at concurrency 8 and its TTFB within 4.9x 
 concurrency 1; the 256 slow streams all correct, under 0.5 s over the ideal and with a TTFB
 p99 under 150 ms. Each is printed with PASS or MISS, per worker class; the same ratios at
 the other concurrencies are printed as "info". The CPU each process used while measuring
-(read from ``/proc``) shows whether the client or the upstream was a bottleneck. The exit
+(read from ``/proc``) shows whether the client or the upstream was a bottleneck, and the
+busiest gunicorn worker's share of its server's CPU whether the connections spread over the
+workers (50% with two workers is even; clients connect one by one during the warm-up, so
+they do). The exit
 status is 0 only when every target is met.
 
 ``--sync-check`` also runs plain ``gunicorn -w 2 ollama_default.proxy:app`` (the sync
@@ -290,17 +293,21 @@ class _Runner:
             # The event loop's clock is time.monotonic(), shared with the parent process.
             for mark, when in (("start", self.window_start), ("end", self.window_end)):
                 loop.call_at(when, self._mark_cpu, mark)
-            self.active = job["connections"]
-            connected = await asyncio.gather(
-                *(self._connect() for _ in range(job["connections"])), return_exceptions=True
-            )
-            await asyncio.sleep(max(0.0, job["start_at"] - time.monotonic()))
-            for client in connected:
-                if isinstance(client, _Client):
-                    client.send(time.monotonic())
-                else:
-                    self._error(f"connect failed: {client}")
+            self.active = connections = job["connections"]
+            # Clients arrive one by one during the warm-up, each starting its loop at once,
+            # as clients do: a worker busy with the first ones is slower to accept the next
+            # than an idle one, so the connections spread over the workers. Opened all at
+            # once, they land on whichever worker wakes first, often all on one.
+            spacing = job["warmup_s"] / 2 / connections
+            for index in range(connections):
+                await asyncio.sleep(max(0.0, job["start_at"] + index * spacing - time.monotonic()))
+                try:
+                    client = await self._connect()
+                except OSError as error:
+                    self._error(f"connect failed: {error}")
                     self._one_done()
+                else:
+                    client.send(time.monotonic())
         else:
             await asyncio.sleep(max(0.0, job["start_at"] - time.monotonic()))
             self.active = job["connections"]
@@ -580,6 +587,10 @@ class Server:
     def cpu_s(self) -> float:
         """CPU seconds used so far by the server's processes (gunicorn: arbiter and workers)."""
         return sum(_process_cpu_s(pid) for pid in _process_tree(self.process.pid))
+
+    def worker_cpu_s(self) -> dict[int, float]:
+        """CPU seconds used so far by each process the server started (gunicorn's workers)."""
+        return {pid: _process_cpu_s(pid) for pid in _process_tree(self.process.pid)[1:]}
 
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
@@ -870,8 +881,11 @@ def measure(
     watched = [server, *others]
     cpu: dict[str, list[float]] = {}
 
+    workers: dict[str, dict[int, float]] = {}
+
     def sample(phase: str) -> None:
         cpu[phase] = [s.cpu_s() for s in watched]
+        workers[phase] = server.worker_cpu_s()
 
     outcome = pool.run(job, sample)
     cpu_used = [end - start for end, start in zip(cpu["end"], cpu["start"], strict=True)]
@@ -904,8 +918,16 @@ def measure(
             server_cpu_ms=cpu_used[0] * 1000 / max(requests, 1),
             upstream_cpu=sum(cpu_used[1:]) / duration,
             server_cpu=cpu_used[0] / duration,
+            busiest_worker=_busiest_share(workers["start"], workers["end"]),
         )
     return figures
+
+
+def _busiest_share(start: dict[int, float], end: dict[int, float]) -> float:
+    """The busiest worker's share of the workers' CPU: 1/workers when even, 1 when one
+    worker did everything; NaN for a server without workers."""
+    used = [end[pid] - start[pid] for pid in end if pid in start]
+    return max(used) / sum(used) if len(used) > 1 and sum(used) > 0 else math.nan
 
 
 # --- Reporting ------------------------------------------------------------------------------
@@ -1213,7 +1235,9 @@ def _diagnostics(results: Results, names: Sequence[str], chosen: Sequence[Scenar
             client = _median(results.values(s.key, name, "client_cpu")) * 100
             upstream = _median(results.values(s.key, name, "upstream_cpu")) * 100
             extra = f" + upstream {upstream:.0f}" if name.startswith(("proxy", "relay")) else ""
-            cells.append(f"{name} {server:.0f}{extra} (client {client:.0f})")
+            share = _median(results.values(s.key, name, "busiest_worker"))
+            split = "" if math.isnan(share) else f", busiest worker {share * 100:.0f}%"
+            cells.append(f"{name} {server:.0f}{extra} (client {client:.0f}{split})")
         print(f"  {s.key:<17} " + "; ".join(cells))
 
 
