@@ -19,9 +19,11 @@ It starts, all on 127.0.0.1:
 * **proxy[W]**: ``ollama_default.proxy:app`` under the same gunicorn settings, with
   ``OLLAMA_DEFAULT_UPSTREAM`` the fake, ``OLLAMA_DEFAULT_ALIAS=llmodel`` and
   ``OLLAMA_DEFAULT_TARGET=aya-expanse:8b-q8_0``;
-* **relay[W]**, with ``--relay``: ``benchmarks/relay.py``, the least a Python relay under
-  the same gunicorn does (no rewriting, no header handling): how much of the proxy's cost
-  is relaying at all.
+* with ``--relay``, two yardsticks from ``benchmarks/relay.py`` under the same gunicorn:
+  **relay[W]**, the least a Python relay does (no rewriting, no header handling), and
+  **relay+rw[W]**, that relay plus the package's rewriting rules, the least a proxy of
+  aliases does: how much of the proxy's cost is relaying at all, and how much rewriting.
+  The targets are printed for them too, for comparison; only the proxy's are counted.
 
 gunicorn gets ``ollama_default.cli.SERVE_DEFAULTS`` (what ``ollama-default serve`` runs)
 with the worker class, workers, threads and worker connections of the command line. Clients
@@ -973,9 +975,10 @@ class Results:
     def table(self, title: str, names: Sequence[str], rows: Sequence[tuple[str, str, str]]) -> None:
         """Print ``rows`` of (label, scenario, metric): medians over rounds, ±half-range."""
         print(f"\n{title}: median over rounds ±half-range")
-        print(f"{'':<24}" + "".join(f"{name:>16}" for name in names))
+        width = max(16, *(len(name) + 2 for name in names))
+        print(f"{'':<24}" + "".join(f"{name:>{width}}" for name in names))
         for label, key, metric in rows:
-            cells = "".join(f"{_cell(self.values(key, name, metric)):>16}" for name in names)
+            cells = "".join(f"{_cell(self.values(key, name, metric)):>{width}}" for name in names)
             print(f"{label:<24}{cells}")
 
 
@@ -1019,9 +1022,12 @@ def _ratio(
     return Verdict(worker_class, label, detail, f"{middle:.2f}x", target + "x", passed, span)
 
 
-def targets(results: Results, worker_class: str, chosen: Sequence[Scenario]) -> list[Verdict]:
-    """The issue's targets for ``proxy[worker_class]``, from the per-round figures."""
-    floor, proxy = f"floor[{worker_class}]", f"proxy[{worker_class}]"
+def targets(
+    results: Results, proxy: str, worker_class: str, chosen: Sequence[Scenario]
+) -> list[Verdict]:
+    """The issue's targets for the server ``proxy`` (of ``worker_class``), from the per-round
+    figures."""
+    floor = f"floor[{worker_class}]"
     verdicts: list[Verdict] = []
 
     def per_round(key: str, metric: str) -> tuple[list[float], list[float], list[float]]:
@@ -1204,11 +1210,17 @@ def report(
             )
     verdicts: list[Verdict] = []
     for worker_class in classes:
-        print(f"\nTargets for proxy[{worker_class}] (median of per-round ratios, [min-max])")
-        mine = targets(results, worker_class, chosen)
-        for verdict in mine:
-            print(verdict.line())
-        verdicts += mine
+        for role in ("proxy", "relay", "relay+rw"):
+            name = f"{role}[{worker_class}]"
+            if name not in names:
+                continue
+            note = "" if role == "proxy" else ", a yardstick: not counted"
+            print(f"\nTargets for {name} (median of per-round ratios, [min-max]{note})")
+            mine = targets(results, name, worker_class, chosen)
+            for verdict in mine:
+                print(verdict.line())
+            if role == "proxy":
+                verdicts += mine
     return verdicts
 
 
@@ -1376,7 +1388,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--relay",
         action="store_true",
-        help="also measure relay[W], the least a Python relay does (benchmarks/relay.py)",
+        help="also measure relay[W] and relay+rw[W], the least a Python relay does, without "
+        "and with rewriting (benchmarks/relay.py)",
     )
     parser.add_argument(
         "--sync-check",
@@ -1428,7 +1441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("proxy", args.proxy_app, []),
             ]
             if args.relay:
-                roles.append(("relay", "relay:app", ["--pythonpath", str(BENCH_DIR)]))
+                roles += [
+                    ("relay", "relay:app", ["--pythonpath", str(BENCH_DIR)]),
+                    ("relay+rw", "relay:rewriting_app", ["--pythonpath", str(BENCH_DIR)]),
+                ]
             for role, app, extra in roles:
                 server = start_gunicorn(
                     f"{role}[{worker_class}]",
