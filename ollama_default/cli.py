@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-
 from . import __version__
 from .demo import DEMO_MODELS, demo_backend
 from .errors import ConfigError
@@ -25,6 +23,7 @@ from .server import build_app
 from .settings import DEFAULT_UPSTREAM, ENV_PREFIX, Settings, load_settings
 
 if TYPE_CHECKING:
+    import requests
     from _typeshed.wsgi import WSGIApplication
 
 _log = logging.getLogger("gunicorn.error")
@@ -139,6 +138,10 @@ def check(settings: Settings) -> int:
 
     Exits 1 when the upstream cannot be reached or a target is not installed.
     """
+    # Imported here, not with the module: ``serve`` runs gunicorn's gevent workers, which
+    # patch ssl after the fork, and urllib3 imported in the master would hold unpatched ssl.
+    import requests
+
     try:
         with requests.Session() as session:
             installed = _listed(session, settings.upstream + "/api/tags")
