@@ -32,6 +32,7 @@ else:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "OLLAMA_DEFAULT_"
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
+_CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Settings:
         the first byte can wait for a large model to load.
     :param max_body_bytes: larger request bodies get 413.
     :param max_record_bytes: longer stream records are relayed without rewriting.
+    :param access_log: log one line per request (method, path, status, alias and target,
+        duration, bytes, time to first byte).
+    :param log_level: the least severe messages logged: ``debug``, ``info``, ``warning``
+        or ``error``; at ``warning`` the access log keeps only failures.
+    :param log_file: where the log goes: ``-`` for standard error, else a file to append to.
+    :param log_format: ``text``, one readable line per event, or ``json``, one JSON object
+        per line for log shippers.
     """
 
     upstream: str = DEFAULT_UPSTREAM
@@ -57,6 +65,10 @@ class Settings:
     read_timeout_s: float = 600.0
     max_body_bytes: int = MAX_BODY_BYTES
     max_record_bytes: int = MAX_RECORD_BYTES
+    access_log: bool = True
+    log_level: str = "info"
+    log_file: str = "-"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
@@ -78,6 +90,14 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of bytes, not {value!r}")
+        if not isinstance(self.access_log, bool):
+            raise ConfigError(f"access_log must be true or false, not {self.access_log!r}")
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        if not isinstance(self.log_file, str) or not self.log_file:
+            raise ConfigError(f"log_file must be '-' or a file name, not {self.log_file!r}")
         if not isinstance(self.aliases, Mapping):
             raise ConfigError(f"aliases must be a table of alias = target, not {self.aliases!r}")
         if self.aliases or self.default is not None:
@@ -90,6 +110,8 @@ class Settings:
 
 
 _KEYS = {f.name for f in fields(Settings)}
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 _NUMBERS = {"connect_timeout_s": float, "read_timeout_s": float,
             "max_body_bytes": int, "max_record_bytes": int}  # fmt: skip
 
@@ -143,6 +165,14 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     for key in sorted(_KEYS - {"aliases"}):
         text = environ.get(ENV_PREFIX + key.upper())
         if text is None or text == "":
+            continue
+        if key == "access_log":
+            flag = _BOOLEANS.get(text.strip().lower())
+            if flag is None:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{key.upper()}={text!r} is not one of 1, 0, true, false"
+                )
+            values[key] = flag
             continue
         convert = _NUMBERS.get(key)
         if convert is None:

@@ -131,3 +131,28 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match=r"config file '.*nope.toml' cannot be read: No such"):
         load_settings({"OLLAMA_DEFAULT_CONFIG": missing})
+
+
+def test_log_options_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, 'access_log = false\nlog_format = "json"\nlog_file = "/tmp/x.log"\n')
+    settings = load_settings({"OLLAMA_DEFAULT_CONFIG": path, "OLLAMA_DEFAULT_LOG_LEVEL": "warning"})
+    assert (settings.access_log, settings.log_level, settings.log_format, settings.log_file) == (
+        False, "warning", "json", "/tmp/x.log"
+    )  # fmt: skip
+    assert load_settings({"OLLAMA_DEFAULT_ACCESS_LOG": "Off"}).access_log is False
+    assert load_settings({"OLLAMA_DEFAULT_ACCESS_LOG": "1"}).access_log is True
+    assert Settings().access_log is True
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OLLAMA_DEFAULT_ACCESS_LOG": "maybe"}, "OLLAMA_DEFAULT_ACCESS_LOG='maybe' is not one of"),
+        ({"OLLAMA_DEFAULT_LOG_LEVEL": "loud"}, "log_level must be one of debug, info, warning,"),
+        ({"OLLAMA_DEFAULT_LOG_FORMAT": "xml"}, "log_format must be one of text, json, not 'xml'"),
+    ],
+    ids=["access-log", "level", "format"],
+)
+def test_bad_log_options_are_refused(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_settings(environ)
