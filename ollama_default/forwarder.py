@@ -28,6 +28,7 @@ from werkzeug.wsgi import get_input_stream
 
 from .endpoints import error_shape
 from .errors import ErrorShape, RequestError, error_body, status_line
+from .wsgi import ERROR_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -85,7 +86,7 @@ class Forwarder:
         path: str = environ.get("PATH_INFO", "") or "/"
         # Never let a path reach another host or climb out of the upstream's base path.
         if not path.startswith("/") or path.startswith("//") or _DOT_SEGMENT.search(path):
-            return _error(start_response, path, 400, f"invalid request path {path!r}")
+            return _error(environ, start_response, 400, f"invalid request path {path!r}")
         target = self._base_path + _upstream_path(environ, path)
         if query := environ.get("QUERY_STRING"):
             target += "?" + query
@@ -93,16 +94,16 @@ class Forwarder:
         try:
             body, chunked = _request_body(environ)
         except RequestError as error:
-            return _error(start_response, path, error.status, error.message)
+            return _error(environ, start_response, error.status, error.message)
         head = self._request_head(environ, method, target, body, chunked)
         if head is None:
-            return _error(start_response, path, 400, "invalid characters in the request head")
+            return _error(environ, start_response, 400, "invalid characters in the request head")
         try:
             sock = self._pool.connection()
         except TimeoutError:
-            return _error(start_response, path, 504, self._unanswered(connect=True))
+            return _error(environ, start_response, 504, self._unanswered(connect=True))
         except OSError as error:
-            return _error(start_response, path, 502, self._unreachable(error))
+            return _error(environ, start_response, 502, self._unreachable(error))
         response = _Response(method)
         try:
             _send(sock, head, body, chunked)
@@ -110,12 +111,12 @@ class Forwarder:
         except (_UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             status = 504 if isinstance(error, TimeoutError) else 502
-            return _error(start_response, path, status, self._failed(error))
+            return _error(environ, start_response, status, self._failed(error))
         start_response(response.status, response.headers())
         if response.complete:  # the whole reply came with its head: a chat, say
             self._pool.release(sock, response.reusable())
             return response.pieces
-        return _UpstreamBody(sock, response, self._pool, self._failed)
+        return _UpstreamBody(sock, response, self._pool, self._failed, environ)
 
     def _request_head(
         self,
@@ -473,8 +474,11 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
     return None, False
 
 
-def _error(start_response: StartResponse, path: str, status: int, message: str) -> list[bytes]:
-    body = error_body(error_shape(path), status, message)
+def _error(
+    environ: WSGIEnvironment, start_response: StartResponse, status: int, message: str
+) -> list[bytes]:
+    environ[ERROR_KEY] = message
+    body = error_body(error_shape(environ.get("PATH_INFO", "")), status, message)
     start_response(
         status_line(status),
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -495,7 +499,9 @@ class _UpstreamBody:
         response: _Response,
         pool: _ConnectionPool,
         describe: Callable[[BaseException], str],
+        environ: WSGIEnvironment,
     ) -> None:
+        self._environ = environ
         self._sock = sock
         self._response = response
         self._pool = pool
@@ -516,7 +522,9 @@ class _UpstreamBody:
                     return
                 response.read_more(self._sock)
         except (_UpstreamError, httptools.HttpParserError, OSError) as error:
-            yield from _stream_error(response, self._describe(error), last)
+            message = self._describe(error)
+            self._environ[ERROR_KEY] = f"{message} (the stream was cut short)"
+            yield from _stream_error(response, message, last)
 
     def close(self) -> None:
         # A stream cut short is not reusable: closing it tells Ollama to stop generating.

@@ -22,6 +22,7 @@ from .errors import ConfigError, RequestError, error_body, status_line
 from .framing import MAX_RECORD_BYTES
 from .request_body import Decision, decide_json, decide_multipart, decide_name
 from .response_body import STREAM_MEDIA_TYPES, NameRestorer, StreamRestorer
+from .wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY, TARGET_HEADER
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -92,14 +93,21 @@ class DefaultModel:
         try:
             decision = self._decide(environ, endpoint)
         except RequestError as error:
+            environ[ERROR_KEY] = error.message
             body = error_body(endpoint.shape, error.status, error.message)
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             start_response(status_line(error.status), headers)
             return [body]
+        if decision.model is not None:
+            environ[MODEL_KEY] = decision.model
         if not decision.renames:
             return self.app(environ, start_response)
+        environ[ALIAS_KEY] = decision.renames[0].client_name
         restorer = NameRestorer(decision.renames, endpoint.response_fields)
-        return _Exchange(self.app, environ, start_response, restorer, self.max_record_bytes)
+        targets = ", ".join(rename.route.target for rename in decision.renames)
+        return _Exchange(
+            self.app, environ, start_response, restorer, self.max_record_bytes, targets
+        )
 
     def _decide(self, environ: WSGIEnvironment, endpoint: Endpoint) -> Decision:
         if endpoint.path_model:
@@ -179,12 +187,12 @@ def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, aliases: AliasTab
     name = path[len(prefix) :].encode("latin-1").decode("utf-8", "replace")
     rename = decide_name(name, aliases)
     if rename is None:
-        return Decision(None, ())
+        return Decision(None, (), name)
     environ["PATH_INFO"] = prefix + rename.route.target.encode().decode("latin-1")
     # The server's raw request line no longer describes the request.
     environ.pop("RAW_URI", None)
     environ.pop("REQUEST_URI", None)
-    return Decision(None, (rename,))
+    return Decision(None, (rename,), rename.route.target)
 
 
 class _Exchange:
@@ -192,7 +200,8 @@ class _Exchange:
 
     Streams (NDJSON, SSE) are rewritten record by record as they arrive; a JSON document
     is collected (up to ``max_record_bytes``) so its ``Content-Length`` can be set right;
-    anything else, and anything compressed, is relayed untouched.
+    anything else, and anything compressed, is relayed untouched. Every response names
+    the real model in its ``X-Ollama-Default-Target`` header; the body keeps the alias.
     """
 
     def __init__(
@@ -202,7 +211,9 @@ class _Exchange:
         start_response: StartResponse,
         restorer: NameRestorer,
         max_record_bytes: int,
+        targets: str,
     ) -> None:
+        self._targets = targets
         self._start_response = start_response
         self._restorer = restorer
         self._max_record_bytes = max_record_bytes
@@ -229,6 +240,7 @@ class _Exchange:
             # PEP 3333: headers already went out; the server re-raises.
             self._start_response(status, headers, exc_info)
         self._status, self._headers, self._exc_info = status, list(headers), exc_info
+        self._headers.append((TARGET_HEADER, self._targets))
         self._choose_rewriting()
         return self._app_write
 

@@ -15,8 +15,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .logs import configure_logging, log_startup
 from .server import build_app
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -45,9 +46,11 @@ def _gunicorn_worker() -> Any | None:
     return None
 
 
-def _load() -> WSGIApplication:
+def _load() -> tuple[Settings, WSGIApplication]:
     try:
-        return build_app(load_settings(os.environ))
+        settings = load_settings(os.environ)
+        configure_logging(settings)
+        return settings, build_app(settings)
     except ConfigError as error:
         message = f"ollama-default: configuration error: {error}"
         if "gunicorn" in sys.modules:
@@ -68,9 +71,17 @@ def _load() -> WSGIApplication:
         raise
 
 
-app = _load()
+_settings, app = _load()
 
 _worker = _gunicorn_worker()
+if _worker is not None and _worker.age == 1:
+    # Every worker loads the app; the first one says what the proxy serves.
+    _cfg = _worker.cfg
+    log_startup(
+        _settings,
+        upstream_answers=None,
+        workers=f"{_cfg.workers} x {_cfg.worker_class_str} ({_cfg.worker_connections} connections)",
+    )
 if _worker is not None and type(_worker).__name__ == "SyncWorker":
     _log.warning(
         "ollama-default: gunicorn's sync worker serves one request at a time per worker, "

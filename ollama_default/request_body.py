@@ -68,10 +68,12 @@ class Rename:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one request: the body to send on (None: unchanged), and renames."""
+    """What to do with one request: the body to send on (None: unchanged), the renames,
+    and the model it goes upstream with (None when it names none we could read)."""
 
     body: bytes | None
     renames: tuple[Rename, ...]
+    model: str | None = None
 
 
 UNCHANGED = Decision(None, ())
@@ -113,13 +115,14 @@ def _decide_spliced(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Dec
         return None
     rename = decide_name(name, aliases)
     if rename is None:
-        return UNCHANGED
+        return Decision(None, (), name)
     value_at = _COLON.match(body, key_at + len(_MODEL_KEY)).end()  # type: ignore[union-attr]
     sent = _json_string(name)
     if not body.startswith(sent, value_at):
         return None  # written some other way than the encoder writes it
     target = _json_string(rename.route.target)
-    return Decision(body[:value_at] + target + body[value_at + len(sent) :], (rename,))
+    spliced = body[:value_at] + target + body[value_at + len(sent) :]
+    return Decision(spliced, (rename,), rename.route.target)
 
 
 def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
@@ -133,18 +136,22 @@ def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Deci
     if not isinstance(document, (dict, _Members)):
         raise RequestError(400, f"request body must be a JSON object, not {_json_type(document)}")
     renames: list[Rename] = []
+    models: list[str | None] = []
     members = list(document.items() if isinstance(document, dict) else document)
     for keys in endpoint.model_fields:
-        rename = _decide_reference(members, keys, endpoint.takes_default, aliases)
+        name, rename = _decide_reference(members, keys, endpoint.takes_default, aliases)
         if rename is not None:
             renames.append(rename)
             members = _with_reference(members, keys, rename.route.target)
+            name = rename.route.target
+        models.append(name)
+    model = models[0] if models else None
     if not renames:
-        return UNCHANGED
+        return Decision(None, (), model)
     # Without duplicate keys anywhere, a dict keeps the members in order and the C encoder
     # writes them; only duplicates need the encoder that keeps every member.
     top = _Members(members) if has_duplicates else dict(members)
-    return Decision(_serialise(top), tuple(renames))
+    return Decision(_serialise(top), tuple(renames), model)
 
 
 def decide_multipart(
@@ -172,14 +179,15 @@ def decide_multipart(
     else:
         rename = decide_name(name.decode("utf-8", "replace"), aliases)
     if rename is None:
-        return UNCHANGED
+        return Decision(None, (), name.decode("utf-8", "replace") or None)
     target = Data(rename.route.target.encode(), more_data=False)
     if span is None:
         events[-1:-1] = [Field("model", Headers()), target]
     else:
         events[span[0] + 1 : span[1]] = [target]
     encoder = MultipartEncoder(boundary)
-    return Decision(b"".join(encoder.send_event(event) for event in events), (rename,))
+    body = b"".join(encoder.send_event(event) for event in events)
+    return Decision(body, (rename,), rename.route.target)
 
 
 def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
@@ -232,17 +240,18 @@ def _decide_reference(
     keys: tuple[str, ...],
     takes_default: bool,
     aliases: AliasTable,
-) -> Rename | None:
+) -> tuple[str | None, Rename | None]:
+    """Return the name a reference holds (None if none a model could be), and its rename."""
     name: Any = ""
     for key in keys:  # cmp.Or(req.Model, req.Name): the first non-empty one.
         name = _go_field_value(members, key)
         if not isinstance(name, str):
-            return None  # Ollama rejects a non-string model itself; let it say so.
+            return None, None  # Ollama rejects a non-string model itself; let it say so.
         if name:
             break
     if not name.strip():  # modelref.ParseRef: blank is "model is required".
-        return default_rename(aliases) if takes_default else None
-    return decide_name(name, aliases)
+        return None, default_rename(aliases) if takes_default else None
+    return name, decide_name(name, aliases)
 
 
 def _go_field_value(members: Sequence[tuple[str, Any]], field_name: str) -> Any:

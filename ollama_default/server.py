@@ -1,4 +1,5 @@
-"""The proxy's WSGI app, composed from settings: prefix mount, DefaultModel, backend.
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, DefaultModel,
+backend.
 
 The backend is a :class:`~ollama_default.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -14,8 +15,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from .endpoints import error_shape
 from .errors import error_body, status_line
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
+from .logs import AccessLog
 from .middleware import DefaultModel
 from .settings import Settings
+from .wsgi import ERROR_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -49,13 +52,16 @@ def build_app(
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
         app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})
+    if settings.access_log:
+        app = AccessLog(app)  # outermost: it sees every request, refused ones too
     return app
 
 
 def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """Answer 404 for a path outside the prefix, in the client's error shape."""
     path = environ.get("PATH_INFO", "")
-    body = error_body(error_shape(path), 404, f"{path} is not under this proxy's prefix")
+    message = environ[ERROR_KEY] = f"{path} is not under this proxy's prefix"
+    body = error_body(error_shape(path), 404, message)
     start_response(
         status_line(404), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     )

@@ -188,7 +188,8 @@ def test_statuses_without_a_body_pass_through(status: str) -> None:
     middleware = DefaultModel(replying(status, headers), alias="llmodel", target=TARGET)
     response = call(middleware, "/api/generate", b'{"model":"llmodel"}')
     assert response.body() == b""
-    assert response.starts == [(status, headers)]  # no Content-Length for a body it cannot have
+    # No Content-Length for a body it cannot have; only the header naming the target.
+    assert response.starts == [(status, [*headers, ("X-Ollama-Default-Target", TARGET)])]
 
 
 def test_a_compressed_reply_is_relayed_untouched() -> None:
@@ -197,7 +198,7 @@ def test_a_compressed_reply_is_relayed_untouched() -> None:
     middleware = DefaultModel(replying("200 OK", headers, body), alias="llmodel", target=TARGET)
     response = call(middleware, "/api/generate", b'{"model":"llmodel"}')
     assert response.body() == body  # not corrupted; the names stay as the upstream sent them
-    assert response.starts == [("200 OK", headers)]
+    assert response.starts == [("200 OK", [*headers, ("X-Ollama-Default-Target", TARGET)])]
 
 
 def test_a_compressed_request_is_passed_on_untouched() -> None:
@@ -315,3 +316,56 @@ def test_a_path_alias_is_rewritten_in_path_info() -> None:
 def test_bad_options_fail_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         DefaultModel(replying("200 OK", []), **options)
+
+
+def test_a_reply_to_an_alias_names_the_real_model_in_a_header_and_the_alias_in_its_body() -> None:
+    app = replying("200 OK", [("Content-Type", "application/x-ndjson")], LINE)
+    response = wrap(app).post("/api/generate", b'{"model":"llmodel"}')
+    assert response.headers["X-Ollama-Default-Target"] == TARGET
+    assert response.body == SHOWN
+
+
+def test_a_reply_to_a_real_model_has_no_target_header() -> None:
+    app = replying("200 OK", [("Content-Type", "application/x-ndjson")], LINE)
+    response = wrap(app).post("/api/generate", b'{"model":"aya-expanse:8b-q8_0"}')
+    assert "X-Ollama-Default-Target" not in response.headers
+    assert response.body == LINE
+
+
+@pytest.mark.parametrize(
+    ("body", "alias", "model"),
+    [
+        (b'{"model":"llmodel"}', "llmodel", TARGET),  # the common request, spliced
+        (b'{"model":"LLMODEL:latest","model":"llmodel"}', "llmodel", TARGET),  # parsed
+        (b"{}", "llmodel", TARGET),  # the default
+        (b'{"model":"qwen3:4b"}', None, "qwen3:4b"),  # a real model, spliced path
+        (b'{"MODEL":"qwen3:4b"}', None, "qwen3:4b"),  # a real model, parsed path
+        (b'{"model":7}', None, None),  # no model name at all: Ollama says what is wrong
+    ],
+    ids=["alias", "alias-duplicate-keys", "default", "real", "real-folded", "not-a-name"],
+)
+def test_the_decision_is_left_in_the_environ_for_the_access_log(
+    body: bytes, alias: str | None, model: str | None
+) -> None:
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    call(DefaultModel(app, alias="llmodel", target=TARGET), "/api/chat", body).body()
+    assert seen[0].get("ollama_default.alias") == alias
+    assert seen[0].get("ollama_default.model") == model
+
+
+def test_refused_input_leaves_its_reason_in_the_environ() -> None:
+    environ: Environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/chat",
+        "CONTENT_LENGTH": "5",
+        "wsgi.input": io.BytesIO(b"[1,2]"),
+    }
+    response = Response(DefaultModel(replying("200 OK", []), alias="a", target="b"), environ)
+    assert response.starts[0][0] == "400 Bad Request"
+    assert environ["ollama_default.error"] == "request body must be a JSON object, not an array"
