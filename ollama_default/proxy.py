@@ -27,7 +27,7 @@ RECOMMENDED_COMMAND = "ollama-default serve"
 #: How long a worker after the first waits for gunicorn to stop it on a bad configuration.
 WAIT_FOR_HALT_S = 10.0
 
-_log = logging.getLogger("gunicorn.error")
+_log = logging.getLogger("ollama_default")
 
 
 def _gunicorn_worker() -> Any | None:
@@ -84,7 +84,7 @@ if _worker is not None and _worker.age == 1:
     )
 if _worker is not None and type(_worker).__name__ == "SyncWorker":
     _log.warning(
-        "ollama-default: gunicorn's sync worker serves one request at a time per worker, "
+        "gunicorn's sync worker serves one request at a time per worker, "
         "so each streaming reply holds a whole worker; run %r instead, or gunicorn with "
         "--worker-class gevent --worker-connections 1000",
         RECOMMENDED_COMMAND,
