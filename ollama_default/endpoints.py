@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .errors import ErrorShape
+from .dialects import Dialect
 
 
 class Field(Enum):
@@ -49,7 +49,7 @@ class Endpoint:
 
     methods: frozenset[str]
     path: str
-    shape: ErrorShape
+    dialect: Dialect
     body: Body = Body.NONE
     model_fields: tuple[tuple[str, ...], ...] = ()
     path_model: bool = False
@@ -66,7 +66,7 @@ class Endpoint:
 _NATIVE_ERROR: ResponseFields = {"error": Field.ERROR}
 _ECHOED_MODEL: ResponseFields = {"model": Field.MODEL_NAME, "error": Field.ERROR}
 
-_OLLAMA, _OPENAI, _ANTHROPIC = ErrorShape.OLLAMA, ErrorShape.OPENAI, ErrorShape.ANTHROPIC
+_OLLAMA, _OPENAI, _ANTHROPIC = Dialect.OLLAMA, Dialect.OPENAI, Dialect.ANTHROPIC
 _POST = frozenset({"POST"})
 _GET = frozenset({"GET"})
 _GET_HEAD = frozenset({"GET", "HEAD"})
@@ -74,11 +74,11 @@ _MODEL = (("model",),)
 _MODEL_OR_NAME = (("model", "name"),)
 
 
-def _inference(path: str, shape: ErrorShape, response: ResponseFields, summary: str) -> Endpoint:
+def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: str) -> Endpoint:
     return Endpoint(
         _POST,
         path,
-        shape,
+        dialect,
         Body.JSON,
         _MODEL,
         takes_default=True,
@@ -193,9 +193,9 @@ def find_endpoint(path: str) -> Endpoint | None:
     return None
 
 
-def error_shape(path: str) -> ErrorShape:
-    """Return the error shape clients of ``path`` expect, also for unknown paths."""
+def dialect_for(path: str) -> Dialect:
+    """Return the dialect clients of ``path`` speak, also for unknown paths."""
     endpoint = find_endpoint(path)
     if endpoint is not None:
-        return endpoint.shape
-    return ErrorShape.OPENAI if path.startswith("/v1/") else ErrorShape.OLLAMA
+        return endpoint.dialect
+    return Dialect.OPENAI if path.startswith("/v1/") else Dialect.OLLAMA

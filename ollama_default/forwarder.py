@@ -26,9 +26,10 @@ import httptools
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wsgi import get_input_stream
 
-from .endpoints import error_shape
-from .errors import ErrorShape, RequestError, error_body, status_line
-from .wsgi import ERROR_KEY
+from .dialects import cut_stream_record
+from .endpoints import dialect_for
+from .errors import RequestError
+from .wsgi import ERROR_KEY, content_length, respond_error, short_body
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -86,7 +87,8 @@ class Forwarder:
         path: str = environ.get("PATH_INFO", "") or "/"
         # Never let a path reach another host or climb out of the upstream's base path.
         if not path.startswith("/") or path.startswith("//") or _DOT_SEGMENT.search(path):
-            return _error(environ, start_response, 400, f"invalid request path {path!r}")
+            refused = RequestError(400, f"invalid request path {path!r}")
+            return respond_error(environ, start_response, refused)
         target = self._base_path + _upstream_path(environ, path)
         if query := environ.get("QUERY_STRING"):
             target += "?" + query
@@ -94,29 +96,27 @@ class Forwarder:
         try:
             body, chunked = _request_body(environ)
         except RequestError as error:
-            return _error(environ, start_response, error.status, error.message)
+            return respond_error(environ, start_response, error)
         head = self._request_head(environ, method, target, body, chunked)
         if head is None:
-            return _error(environ, start_response, 400, "invalid characters in the request head")
+            refused = RequestError(400, "invalid characters in the request head")
+            return respond_error(environ, start_response, refused)
         try:
             sock = self._pool.connection()
-        except TimeoutError:
-            return _error(environ, start_response, 504, self._unanswered(connect=True))
         except OSError as error:
-            return _error(environ, start_response, 502, self._unreachable(error))
+            return respond_error(environ, start_response, self._failure(error, connecting=True))
         response = _Response(method)
         try:
             _send(sock, head, body, chunked)
             response.read_head(sock)
         except (_UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
-            status = 504 if isinstance(error, TimeoutError) else 502
-            return _error(environ, start_response, status, self._failed(error))
+            return respond_error(environ, start_response, self._failure(error))
         start_response(response.status, response.headers())
         if response.complete:  # the whole reply came with its head: a chat, say
             self._pool.release(sock, response.reusable())
             return response.pieces
-        return _UpstreamBody(sock, response, self._pool, self._failed, environ)
+        return _UpstreamBody(sock, response, self._pool, self._failure, environ)
 
     def _request_head(
         self,
@@ -165,26 +165,27 @@ class Forwarder:
         """Close the idle connections to the upstream (a server does this at shutdown)."""
         self._pool.close()
 
-    def _unreachable(self, error: OSError) -> str:
-        reason = error.strerror or str(error) or type(error).__name__
-        return f"upstream {self.upstream} is unreachable: {reason.lower()}"
-
-    def _unanswered(self, *, connect: bool) -> str:
-        if connect:
-            return (
-                f"upstream {self.upstream} did not accept a connection "
-                f"within {self._timeouts[0]:g} s"
-            )
-        return f"upstream {self.upstream} sent nothing for {self._timeouts[1]:g} s"
-
-    def _failed(self, error: BaseException) -> str:
+    def _failure(self, error: BaseException, *, connecting: bool = False) -> RequestError:
+        """The one mapping of upstream failures to what the client is told, before the
+        first byte (as the response) and after it (as the stream's last record)."""
+        upstream = self.upstream
         if isinstance(error, TimeoutError):
-            return self._unanswered(connect=False)
+            if connecting:
+                wait = self._timeouts[0]
+                return RequestError(
+                    504, f"upstream {upstream} did not accept a connection within {wait:g} s"
+                )
+            return RequestError(
+                504, f"upstream {upstream} sent nothing for {self._timeouts[1]:g} s"
+            )
+        if connecting and isinstance(error, OSError):
+            reason = error.strerror or str(error) or type(error).__name__
+            return RequestError(502, f"upstream {upstream} is unreachable: {reason.lower()}")
         if isinstance(error, httptools.HttpParserError):
-            return f"upstream {self.upstream} sent an invalid HTTP response: {error}"
+            return RequestError(502, f"upstream {upstream} sent an invalid HTTP response: {error}")
         if isinstance(error, _UpstreamError):
-            return f"upstream {self.upstream} {error}"
-        return f"upstream {self.upstream} failed: {error or type(error).__name__}"
+            return RequestError(502, f"upstream {upstream} {error}")
+        return RequestError(502, f"upstream {upstream} failed: {error or type(error).__name__}")
 
 
 class _ConnectionPool:
@@ -452,16 +453,14 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
     :raises RequestError: 400 for a ``Content-Length`` that is not a length, or a body
         that ends before it.
     """
-    length = environ.get("CONTENT_LENGTH", "")
-    if length not in ("", "0"):
-        if not (length.isascii() and length.isdigit()):
-            raise RequestError(400, f"invalid Content-Length {length!r}")
-        if int(length) <= READ_BYTES:
+    length = content_length(environ)
+    if length is not None:
+        if length <= READ_BYTES:
             # A chat request: in the same packet as the head. PEP 3333 lets an app read
             # up to CONTENT_LENGTH from the input as it is.
-            body: bytes = environ["wsgi.input"].read(int(length))
-            if len(body) < int(length):
-                raise RequestError(400, "the request body is shorter than its Content-Length")
+            body: bytes = environ["wsgi.input"].read(length)
+            if len(body) < length:
+                raise short_body()
             return body, False
         stream = get_input_stream(environ)  # bounded by the length
         return iter(lambda: stream.read(READ_BYTES), b""), False
@@ -472,18 +471,6 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
         stream = environ["wsgi.input"]
         return iter(lambda: stream.read(READ_BYTES), b""), True
     return None, False
-
-
-def _error(
-    environ: WSGIEnvironment, start_response: StartResponse, status: int, message: str
-) -> list[bytes]:
-    environ[ERROR_KEY] = message
-    body = error_body(error_shape(environ.get("PATH_INFO", "")), status, message)
-    start_response(
-        status_line(status),
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
 
 
 class _UpstreamBody:
@@ -498,14 +485,14 @@ class _UpstreamBody:
         sock: socket.socket,
         response: _Response,
         pool: _ConnectionPool,
-        describe: Callable[[BaseException], str],
+        failure: Callable[[BaseException], RequestError],
         environ: WSGIEnvironment,
     ) -> None:
         self._environ = environ
         self._sock = sock
         self._response = response
         self._pool = pool
-        self._describe = describe
+        self._failure = failure
 
     def __iter__(self) -> Iterator[bytes]:
         response = self._response
@@ -522,23 +509,19 @@ class _UpstreamBody:
                     return
                 response.read_more(self._sock)
         except (_UpstreamError, httptools.HttpParserError, OSError) as error:
-            message = self._describe(error)
-            self._environ[ERROR_KEY] = f"{message} (the stream was cut short)"
-            yield from _stream_error(response, message, last)
+            failure = self._failure(error)
+            message = f"{failure.message} (the stream was cut short)"
+            self._environ[ERROR_KEY] = message
+            if response.header(b"content-length"):
+                return  # a fixed length cannot grow: the short body tells the client
+            media_type = response.header(b"content-type").split(";", 1)[0].strip().lower()
+            dialect = dialect_for(self._environ.get("PATH_INFO", ""))
+            record = cut_stream_record(
+                dialect, media_type, failure.status, message, at_line_start=last == b"\n"
+            )
+            if record:
+                yield record
 
     def close(self) -> None:
         # A stream cut short is not reusable: closing it tells Ollama to stop generating.
         self._pool.release(self._sock, self._response.reusable())
-
-
-def _stream_error(response: _Response, message: str, last: bytes) -> Iterator[bytes]:
-    """Close a stream cut mid-way with one error record, as Ollama ends a failed stream."""
-    media_type = response.header(b"content-type").split(";", 1)[0].strip()
-    if response.header(b"content-length"):
-        return  # a fixed length cannot grow; the short body tells the client
-    separator = b"" if last == b"\n" else b"\n"
-    note = f"{message} (the stream was cut short)"
-    if media_type == "application/x-ndjson":
-        yield separator + error_body(ErrorShape.OLLAMA, 502, note) + b"\n"
-    elif media_type == "text/event-stream":
-        yield separator + b"\ndata: " + error_body(ErrorShape.OPENAI, 502, note) + b"\n\n"

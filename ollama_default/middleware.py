@@ -14,15 +14,22 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length, get_input_stream
+from werkzeug.wsgi import get_input_stream
 
 from .aliases import AliasTable
 from .endpoints import Body, Endpoint, find_endpoint
-from .errors import ConfigError, RequestError, error_body, status_line
+from .errors import ConfigError, RequestError
 from .framing import MAX_RECORD_BYTES
 from .request_body import Decision, decide_json, decide_multipart, decide_name
 from .response_body import STREAM_MEDIA_TYPES, NameRestorer, StreamRestorer
-from .wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY, TARGET_HEADER
+from .wsgi import (
+    ALIAS_KEY,
+    MODEL_KEY,
+    TARGET_HEADER,
+    content_length,
+    respond_error,
+    short_body,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -93,11 +100,7 @@ class DefaultModel:
         try:
             decision = self._decide(environ, endpoint)
         except RequestError as error:
-            environ[ERROR_KEY] = error.message
-            body = error_body(endpoint.shape, error.status, error.message)
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            start_response(status_line(error.status), headers)
-            return [body]
+            return respond_error(environ, start_response, error, endpoint.dialect)
         if decision.model is not None:
             environ[MODEL_KEY] = decision.model
         if not decision.renames:
@@ -127,20 +130,16 @@ class DefaultModel:
 
     def _read_body(self, environ: WSGIEnvironment) -> bytes | None:
         """Read the whole request body, or return None when there is none to read."""
-        length = environ.get("CONTENT_LENGTH", "")
-        has_length = length not in ("", "0")
-        if not has_length and not environ.get("wsgi.input_terminated"):
+        length = content_length(environ)
+        if length is None and not environ.get("wsgi.input_terminated"):
             return None  # no body, or one this server cannot frame: leave it to the app
-        if has_length and not (length.isascii() and length.isdigit()):
-            raise RequestError(400, f"invalid Content-Length {length!r}")
-        content_length = get_content_length(environ)
-        if content_length is not None and content_length > self.max_body_bytes:
-            raise self._too_large()  # refused before reading a byte of it
-        if has_length and content_length is not None:
+        if length is not None:
+            if length > self.max_body_bytes:
+                raise self._too_large()  # refused before reading a byte of it
             # PEP 3333: an app may read up to CONTENT_LENGTH from the input as it is.
-            body: bytes = environ["wsgi.input"].read(content_length)
-            if len(body) < content_length:
-                raise RequestError(400, "request body ended before its Content-Length")
+            body: bytes = environ["wsgi.input"].read(length)
+            if len(body) < length:
+                raise short_body()
             return body
         try:
             # One byte over the limit: a bounded stream (chunked input) stops at its
@@ -150,7 +149,7 @@ class DefaultModel:
         except RequestEntityTooLarge:
             raise self._too_large() from None
         except ClientDisconnected:
-            raise RequestError(400, "request body ended before its Content-Length") from None
+            raise short_body() from None
         if len(body) > self.max_body_bytes:
             raise self._too_large()
         return body

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from .endpoints import error_shape
-from .errors import error_body, status_line
+from .errors import RequestError
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .logs import AccessLog
 from .middleware import DefaultModel
 from .settings import Settings
-from .wsgi import ERROR_KEY
+from .wsgi import respond_error
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -59,10 +58,5 @@ def build_app(
 
 def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """Answer 404 for a path outside the prefix, in the client's error shape."""
-    path = environ.get("PATH_INFO", "")
-    message = environ[ERROR_KEY] = f"{path} is not under this proxy's prefix"
-    body = error_body(error_shape(path), 404, message)
-    start_response(
-        status_line(404), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
+    message = f"{environ.get('PATH_INFO', '')} is not under this proxy's prefix"
+    return respond_error(environ, start_response, RequestError(404, message))

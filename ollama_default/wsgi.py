@@ -1,11 +1,23 @@
-"""What the package's WSGI pieces share: the names of the keys they leave in ``environ``.
+"""What the package's WSGI pieces share: the one error responder, the reading of a
+request's length, and the names of the keys they leave in ``environ``.
 
-The middleware records what it decided, and the forwarder and the prefix mount why they
-answered with an error, so that a piece further out (the access log) can report it
-without parsing anything again. PEP 3333 asks for names of this dotted form.
+Every error we answer ourselves (refused input, the upstream unreachable or slow, a path
+outside the prefix) goes through :func:`respond_error`, so each is worded in the dialect of
+its endpoint and recorded for the access log. The middleware records what it decided in
+``environ`` too, so that a piece further out can report it without parsing anything again
+(PEP 3333 asks for key names of this dotted form).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .dialects import Dialect, error_body, status_line
+from .endpoints import dialect_for
+from .errors import RequestError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 #: The model name the client used, when it was an alias (or the default alias, when the
 #: request named no model).
@@ -19,3 +31,41 @@ ERROR_KEY = "ollama_default.error"
 
 #: The response header naming the real model that answered a request for an alias.
 TARGET_HEADER = "X-Ollama-Default-Target"
+
+
+def respond_error(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    error: RequestError,
+    dialect: Dialect | None = None,
+) -> list[bytes]:
+    """Answer ``error`` in the dialect of the request's endpoint (or ``dialect``).
+
+    The one place a JSON error response is made; it leaves the message in ``environ``
+    under :data:`ERROR_KEY` for the access log.
+    """
+    environ[ERROR_KEY] = error.message
+    if dialect is None:
+        dialect = dialect_for(environ.get("PATH_INFO", ""))
+    body = error_body(dialect, error.status, error.message)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(status_line(error.status), headers)
+    return [body]
+
+
+def content_length(environ: WSGIEnvironment) -> int | None:
+    """Return the request's ``Content-Length``, or None when it has none (or it is 0).
+
+    :raises RequestError: 400 when it is not a length: Go's ``net/http`` refuses those too.
+    """
+    length = environ.get("CONTENT_LENGTH", "")
+    if length in ("", "0"):
+        return None
+    if not (length.isascii() and length.isdigit()):
+        raise RequestError(400, f"invalid Content-Length {length!r}")
+    return int(length)
+
+
+def short_body() -> RequestError:
+    """The error for a body that ended before its ``Content-Length``."""
+    return RequestError(400, "request body ended before its Content-Length")

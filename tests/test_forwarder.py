@@ -239,7 +239,7 @@ def test_expect_100_continue_is_answered_here_not_passed_on() -> None:
 
 @pytest.mark.parametrize(
     ("content_length", "message"),
-    [("10", "shorter than its Content-Length"), ("ten", "invalid Content-Length 'ten'")],
+    [("10", "ended before its Content-Length"), ("ten", "invalid Content-Length 'ten'")],
 )
 def test_a_body_that_does_not_match_its_length_is_a_400_and_not_sent(
     content_length: str, message: str

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+import anthropic
 import ollama
 import openai
 import pytest
@@ -289,7 +290,16 @@ def sends_one_record_then(*, reset: bool) -> Behaviour:
 
     def behaviour(connection: socket.socket, request: RawRequest) -> None:
         message = {"role": "assistant", "content": "I"}
-        if request.path.startswith(b"/v1/"):
+        if request.path.startswith(b"/v1/messages"):
+            start = {"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": CHAT_TARGET,
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 0}}}  # fmt: skip
+            content_type, record = (
+                b"text/event-stream",
+                b"event: message_start\ndata: %s\n\n" % json.dumps(start).encode(),
+            )
+        elif request.path.startswith(b"/v1/"):
             chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
                      "model": CHAT_TARGET, "choices": [{"index": 0, "delta": message}]}  # fmt: skip
             content_type, record = (
@@ -849,6 +859,31 @@ def test_the_openai_client_sees_a_cut_stream_as_an_error_after_the_first_chunk(
     assert [(chunk.model, chunk.choices[0].delta.content) for chunk in chunks] == [
         (CHAT_ALIAS, "I")
     ]
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_the_anthropic_client_sees_a_cut_stream_as_an_error_after_message_start(
+    upstream_that: Callable[[Behaviour], GunicornProcess],
+    reset: bool,
+) -> None:
+    server = upstream_that(sends_one_record_then(reset=reset))
+    events = []
+    with (
+        anthropic.Anthropic(
+            base_url=server.base_url, api_key="x", timeout=TIMEOUT_S, max_retries=0
+        ) as client,
+        pytest.raises(anthropic.APIStatusError, match="cut short") as raised,
+        client.messages.create(
+            model=CHAT_ALIAS, max_tokens=10, messages=[{"role": "user", "content": "hello"}],
+            stream=True,
+        ) as stream,
+    ):  # fmt: skip
+        for event in stream:
+            events.append(event)
+
+    assert [event.type for event in events] == ["message_start"]
+    assert events[0].message.model == CHAT_ALIAS  # type: ignore[union-attr]
+    assert raised.value.body["error"]["type"] == "api_error"  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ class EndpointTable(_Table):
                 _request_fields(endpoint),
                 "yes" if endpoint.takes_default else "no",
                 ", ".join(response) or "none (passed through)",
-                endpoint.shape.value,
+                endpoint.dialect.value,
             ))  # fmt: skip
         return rows
 
