@@ -20,7 +20,8 @@ from ollama_default.dialects import Dialect, cut_stream_record, error_body
                                          "param": None, "code": None}}),
         (Dialect.ANTHROPIC, 429, {"type": "error",
                                   "error": {"type": "rate_limit_error", "message": "no"}}),
-        (Dialect.ANTHROPIC, 502, {"type": "error", "error": {"type": "api_error", "message": "no"}}),
+        (Dialect.ANTHROPIC, 502, {"type": "error",
+                                  "error": {"type": "api_error", "message": "no"}}),
     ],
     ids=["ollama", "openai-404", "openai-502", "anthropic-429", "anthropic-502"],
 )  # fmt: skip
