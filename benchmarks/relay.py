@@ -5,12 +5,13 @@ kept-alive sockets, and relays the reply as llhttp reads it: no rewriting, no he
 handling, no error handling, no timeouts. ``rewriting_app`` is the same relay plus the
 rewriting any proxy of aliases must do, with the package's own pure rules: the request's
 alias replaced by ``OLLAMA_DEFAULT_TARGET`` (:func:`~ollama_default.request_body.decide_json`),
-the alias restored in the reply, record by record in a stream
-(:class:`~ollama_default.response_body.StreamRestorer`), and a JSON document's
-``Content-Length`` set anew. Measured in the proxy's place (``benchmarks/proxy.py --relay``
-does), they show how much of the proxy's cost is relaying at all (the HTTP client's sockets
-and parsing, in a gevent worker), how much the rewriting adds, and how much is the rest of
-what the proxy does (headers, path checks, timeouts, errors, the WSGI layering)::
+the alias restored in the reply through the package's own response plan
+(:func:`~ollama_default.rewriting.plan_response`: record by record in a stream, a JSON
+document whole with its ``Content-Length`` set anew). Measured in the proxy's place
+(``benchmarks/proxy.py --relay`` does), they show how much of the proxy's cost is relaying
+at all (the HTTP client's sockets and parsing, in a gevent worker), how much the rewriting
+adds, and how much is the rest of what the proxy does (headers, path checks, timeouts,
+errors, the WSGI layering)::
 
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/proxy.py --worker-class gevent \\
         --proxy-app relay:rewriting_app
@@ -33,8 +34,10 @@ import httptools
 
 from ollama_default.aliases import AliasTable
 from ollama_default.endpoints import find_endpoint
+from ollama_default.framing import MAX_RECORD_BYTES
 from ollama_default.request_body import UNCHANGED, decide_json
-from ollama_default.response_body import STREAM_MEDIA_TYPES, NameRestorer, StreamRestorer
+from ollama_default.response_body import NameRestorer
+from ollama_default.rewriting import ResponsePlan, plan_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -59,14 +62,10 @@ class _Reply:
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[str, str]] = []
         self.pieces: list[bytes] = []
-        self.media_type = ""
         self.head_done = self.done = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"content-type":
-            self.media_type = value.split(b";", 1)[0].decode("latin-1")
-        if lowered not in _HOP_BY_HOP:
+        if name.lower() not in _HOP_BY_HOP:
             self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -101,13 +100,9 @@ def rewriting_app(environ: WSGIEnvironment, start_response: StartResponse) -> It
         start_response(reply.status(), reply.headers)
         return _pieces(sock, reply)
     restorer = NameRestorer(decision.renames, endpoint.response_fields)
-    headers = [(n, v) for n, v in reply.headers if n.lower() != "content-length"]
-    if reply.media_type in STREAM_MEDIA_TYPES:
-        start_response(reply.status(), headers)
-        return _restored(_pieces(sock, reply), StreamRestorer(restorer, reply.media_type))
-    document = restorer.restore(b"".join(_pieces(sock, reply)))
-    start_response(reply.status(), [*headers, ("Content-Length", str(len(document)))])
-    return [document]
+    method, status = environ["REQUEST_METHOD"], reply.status()
+    plan = plan_response(method, status, reply.headers, restorer, MAX_RECORD_BYTES)
+    return _rewritten(_pieces(sock, reply), plan, status, start_response)
 
 
 def _exchange(environ: WSGIEnvironment, body: bytes) -> tuple[socket.socket, _Reply]:
@@ -136,9 +131,20 @@ def _pieces(sock: socket.socket, reply: _Reply) -> Iterator[bytes]:
         reply.parser.feed_data(sock.recv(65536))
 
 
-def _restored(pieces: Iterator[bytes], stream: StreamRestorer) -> Iterator[bytes]:
+def _rewritten(
+    pieces: Iterator[bytes], plan: ResponsePlan, status: str, start_response: StartResponse
+) -> Iterator[bytes]:
+    """Relay through the package's response plan; the head goes out with the first bytes
+    (or at the end), once the plan has settled it."""
+    started = False
     for piece in pieces:
-        if output := stream.feed(piece):
+        if output := plan.feed(piece):
+            if not started:
+                start_response(status, plan.headers)
+                started = True
             yield output
-    if rest := stream.finish():
-        yield rest
+    output = plan.finish()
+    if not started:
+        start_response(status, plan.headers)
+    if output:
+        yield output

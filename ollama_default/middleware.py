@@ -21,7 +21,8 @@ from .endpoints import Body, Endpoint, find_endpoint
 from .errors import ConfigError, RequestError
 from .framing import MAX_RECORD_BYTES
 from .request_body import Decision, decide_json, decide_multipart, decide_name
-from .response_body import STREAM_MEDIA_TYPES, NameRestorer, StreamRestorer
+from .response_body import NameRestorer
+from .rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
     MODEL_KEY,
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
 
 #: Large enough for multimodal requests, whose base64 images run to tens of MiB.
 MAX_BODY_BYTES = 100 * 1024 * 1024
-
-# Bodies without one of these are never read or changed (PEP 3333 status line first word).
-_NO_BODY_STATUSES = ("1", "204", "304")
 
 
 class DefaultModel:
@@ -195,12 +193,12 @@ def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, aliases: AliasTab
 
 
 class _Exchange:
-    """One request's response: captures the app's headers, picks the rewriting, relays.
+    """One request's response: captures the app's head, plans the rewriting, relays.
 
-    Streams (NDJSON, SSE) are rewritten record by record as they arrive; a JSON document
-    is collected (up to ``max_record_bytes``) so its ``Content-Length`` can be set right;
-    anything else, and anything compressed, is relayed untouched. Every response names
-    the real model in its ``X-Ollama-Default-Target`` header; the body keeps the alias.
+    What is rewritten, and how, is the pure :func:`~ollama_default.rewriting.plan_response`'s
+    choice; this class only moves bytes and calls ``start_response`` when the first of them
+    (or the end) is ready. Every response names the real model in its
+    ``X-Ollama-Default-Target`` header; the body keeps the alias.
     """
 
     def __init__(
@@ -216,15 +214,11 @@ class _Exchange:
         self._start_response = start_response
         self._restorer = restorer
         self._max_record_bytes = max_record_bytes
-        self._is_head = environ.get("REQUEST_METHOD") == "HEAD"
+        self._method = environ.get("REQUEST_METHOD", "GET")
         self._status = ""
-        self._headers: list[tuple[str, str]] = []
+        self._plan: ResponsePlan = Passthrough([])
         self._exc_info: ExcInfo | None = None
         self._write: Callable[[bytes], object] | None = None
-        self._feed: Callable[[bytes], bytes] = _unchanged
-        self._finish: Callable[[], bytes] = _nothing
-        self._document: list[bytes] | None = None  # a JSON body being collected
-        self._document_bytes = 0
         self._app_iter = app(environ, self._capture_start)
 
     def _capture_start(
@@ -238,73 +232,31 @@ class _Exchange:
         if exc_info is not None and self._write is not None:
             # PEP 3333: headers already went out; the server re-raises.
             self._start_response(status, headers, exc_info)
-        self._status, self._headers, self._exc_info = status, list(headers), exc_info
-        self._headers.append((TARGET_HEADER, self._targets))
-        self._choose_rewriting()
+        self._status, self._exc_info = status, exc_info
+        headers = [*headers, (TARGET_HEADER, self._targets)]
+        self._plan = plan_response(
+            self._method, status, headers, self._restorer, self._max_record_bytes
+        )
         return self._app_write
-
-    def _choose_rewriting(self) -> None:
-        self._feed, self._finish, self._document = _unchanged, _nothing, None
-        media_type, encoding = "", "identity"
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == "content-type":
-                media_type = value.split(";", 1)[0].strip().lower()
-            elif lowered == "content-encoding":
-                encoding = value.strip().lower()
-        if self._is_head or self._status.startswith(_NO_BODY_STATUSES) or encoding != "identity":
-            return  # no body to read, or one we cannot read without decoding it
-        if media_type in STREAM_MEDIA_TYPES:
-            self._stream(media_type)
-        elif media_type == "application/json":
-            self._document = []
-            self._document_bytes = 0
-
-    def _stream(self, media_type: str) -> None:
-        self._headers = [(n, v) for n, v in self._headers if n.lower() != "content-length"]
-        stream = StreamRestorer(self._restorer, media_type, self._max_record_bytes)
-        self._feed, self._finish = stream.feed, stream.finish
 
     def _send_headers(self) -> Callable[[bytes], object]:
         if self._write is None:
-            self._write = self._start_response(self._status, self._headers, self._exc_info)
+            self._write = self._start_response(self._status, self._plan.headers, self._exc_info)
         return self._write
 
     def _app_write(self, data: bytes) -> None:
         """The ``write()`` callable PEP 3333 gives apps: same rewriting, sent at once."""
-        output = self._relay(data)
+        output = self._plan.feed(data)
         if output:
             self._send_headers()(output)
 
-    def _relay(self, data: bytes) -> bytes:
-        """Return what can go to the client now that ``data`` came from the app."""
-        if self._document is None:
-            return self._feed(data)
-        self._document.append(data)
-        self._document_bytes += len(data)
-        if self._document_bytes <= self._max_record_bytes:
-            return b""
-        held, self._document = b"".join(self._document), None
-        return held  # too large to be one record: relayed as it is, and the rest too
-
-    def _end(self) -> bytes:
-        """Return what is left to send once the app's body has ended."""
-        if self._document is None:
-            return self._finish()
-        document = self._restorer.restore(b"".join(self._document))
-        self._document = None
-        self._headers = [(n, v) for n, v in self._headers if n.lower() != "content-length"]
-        self._headers.append(("Content-Length", str(len(document))))
-        return document
-
     def __iter__(self) -> Iterator[bytes]:
-        relay = self._relay
         for data in self._app_iter:
-            output = relay(data)
+            output = self._plan.feed(data)
             if output:
                 self._send_headers()
                 yield output
-        output = self._end()
+        output = self._plan.finish()
         self._send_headers()
         if output:
             yield output
@@ -314,11 +266,3 @@ class _Exchange:
         close = getattr(self._app_iter, "close", None)
         if close is not None:
             close()
-
-
-def _unchanged(data: bytes) -> bytes:
-    return data
-
-
-def _nothing() -> bytes:
-    return b""
