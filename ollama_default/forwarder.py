@@ -16,8 +16,6 @@ from __future__ import annotations
 import functools
 import re
 import socket
-import ssl
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -29,6 +27,8 @@ from werkzeug.wsgi import get_input_stream
 from .dialects import cut_stream_record
 from .endpoints import dialect_for
 from .errors import RequestError
+from .http11 import ResponseReader, UpstreamError, connection_tokens, encode_request_head
+from .pool import ConnectionPool
 from .wsgi import ERROR_KEY, content_length, respond_error, short_body
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 #: The most one read takes; a read returns sooner with whatever has arrived.
 READ_BYTES = 64 * 1024
-#: The longest response head accepted from the upstream.
-MAX_HEAD_BYTES = 1024 * 1024
 #: Idle keep-alive connections kept to the upstream: what ``ollama-default serve``'s
 #: worker serves at once (``worker_connections``).
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -48,10 +46,6 @@ _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
 # ones: the body is sent at once, so the upstream is never asked to confirm it first.
 _NOT_FORWARDED = frozenset({"expect"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class _UpstreamError(Exception):
-    """The upstream broke the HTTP exchange: closed it early or sent what is not HTTP."""
 
 
 class Forwarder:
@@ -78,7 +72,7 @@ class Forwarder:
         self._base_path = parts.path.rstrip("/")
         self._host = parts.netloc
         self._timeouts = (connect_timeout_s, read_timeout_s)
-        self._pool = _ConnectionPool(
+        self._pool = ConnectionPool(
             parts.scheme, parts.hostname or "", parts.port, connect_timeout_s, read_timeout_s,
             max_idle=max_connections,
         )  # fmt: skip
@@ -105,11 +99,11 @@ class Forwarder:
             sock = self._pool.connection()
         except OSError as error:
             return respond_error(environ, start_response, self._failure(error, connecting=True))
-        response = _Response(method)
+        response = ResponseReader(method)
         try:
             _send(sock, head, body, chunked)
-            response.read_head(sock)
-        except (_UpstreamError, httptools.HttpParserError, OSError) as error:
+            _read_head(sock, response)
+        except (UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             return respond_error(environ, start_response, self._failure(error))
         start_response(response.status, response.headers())
@@ -132,7 +126,7 @@ class Forwarder:
             if name := _forwarded_name(key):
                 headers[name] = value
         if connection := environ.get("HTTP_CONNECTION"):
-            for token in _connection_tokens(connection):
+            for token in connection_tokens(connection):
                 headers.pop(token.title(), None)
         if content_type := environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = content_type
@@ -151,15 +145,7 @@ class Forwarder:
         # Bodies must reach the rewriting readable: Ollama itself never compresses, but
         # what it relays from ollama.com might be.
         headers["Accept-Encoding"] = "identity"
-        # Ollama on loopback refuses Host names it does not know (DNS-rebinding guard).
-        head = f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n" + "".join(
-            [f"{name}: {value}\r\n" for name, value in headers.items()]
-        )
-        # Each header is one line: nothing may split one or end the head early.
-        lines = len(headers) + 2
-        if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
-            return None
-        return (head + "\r\n").encode("latin-1")
+        return encode_request_head(method, target, self._host, headers)
 
     def close(self) -> None:
         """Close the idle connections to the upstream (a server does this at shutdown)."""
@@ -183,89 +169,9 @@ class Forwarder:
             return RequestError(502, f"upstream {upstream} is unreachable: {reason.lower()}")
         if isinstance(error, httptools.HttpParserError):
             return RequestError(502, f"upstream {upstream} sent an invalid HTTP response: {error}")
-        if isinstance(error, _UpstreamError):
+        if isinstance(error, UpstreamError):
             return RequestError(502, f"upstream {upstream} {error}")
         return RequestError(502, f"upstream {upstream} failed: {error or type(error).__name__}")
-
-
-class _ConnectionPool:
-    """Idle keep-alive sockets to the upstream, shared by a worker's threads.
-
-    ``deque.append`` and ``pop`` are atomic, so taking and returning need no lock.
-    """
-
-    def __init__(
-        self,
-        scheme: str,
-        host: str,
-        port: int | None,
-        connect_timeout_s: float,
-        read_timeout_s: float,
-        *,
-        max_idle: int,
-    ) -> None:
-        self._tls = ssl.create_default_context() if scheme == "https" else None
-        self._host = host
-        self._address = (host, port or (443 if self._tls else 80))
-        self._connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
-        self._max_idle = max_idle
-        self._idle: deque[socket.socket] = deque()
-
-    def connection(self) -> socket.socket:
-        """Return a connected socket: an idle one still open, else a new one.
-
-        :raises TimeoutError: when the upstream does not accept in time.
-        :raises OSError: when it refuses, or cannot be found.
-        """
-        while True:
-            try:
-                idle = self._idle.pop()
-            except IndexError:
-                break
-            if _is_open(idle):
-                return idle
-            idle.close()
-        sock = socket.create_connection(self._address, timeout=self._connect_timeout_s)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls is not None:
-                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
-        except BaseException:
-            sock.close()
-            raise
-        sock.settimeout(self._read_timeout_s)
-        return sock
-
-    def close(self) -> None:
-        """Close every idle connection."""
-        while self._idle:
-            self._idle.pop().close()
-
-    def release(self, sock: socket.socket, reusable: bool) -> None:
-        """Keep ``sock`` for the next request if it is ``reusable`` and too few are idle;
-        else close it."""
-        if reusable and len(self._idle) < self._max_idle:
-            self._idle.append(sock)
-        else:
-            sock.close()
-
-
-def _is_open(sock: socket.socket) -> bool:
-    """Whether an idle socket can carry a request: readable while idle means the upstream
-    closed it (or sent what nobody asked for)."""
-    timeout = sock.gettimeout()
-    sock.settimeout(0)
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return True  # nothing to read: still open
-    except OSError:
-        return False
-    else:
-        return False
-    finally:
-        sock.settimeout(timeout)
 
 
 def _send(
@@ -293,114 +199,14 @@ def _send(
         sock.sendall(b"0\r\n\r\n")
 
 
-class _Response:
-    """One upstream response as llhttp reports it: its head, then its body in pieces.
-
-    The ``on_*`` methods are httptools' callbacks, called during ``feed_data``.
-    """
-
-    def __init__(self, method: str) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self._is_head = method == "HEAD"
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self.pieces: list[bytes] = []
-        self.head_complete = False
-        self.complete = False
-        self._keep_alive = False
-        self.status = ""
-
-    # httptools callbacks
-
-    def on_message_begin(self) -> None:
-        self._reason = b""
-        self._headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        code = self._parser.get_status_code()
-        if code < 200:
-            return  # an interim response (100 Continue): the real one follows
-        self.status = f"{code} {self._reason.decode('latin-1')}".rstrip()
-        self.head_complete = True
-        # Asked now: llhttp forgets a message's framing once the message is over.
-        self._keep_alive = self._parser.should_keep_alive()
-        # llhttp cannot be told a HEAD reply has no body: it is complete with its head.
-        self.complete = self._is_head
-
-    def on_body(self, body: bytes) -> None:
-        self.pieces.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.head_complete:
-            self.complete = True
-
-    # reading
-
-    def read_head(self, sock: socket.socket) -> None:
-        """Read until the head is complete; what came of the body stays in ``pieces``."""
-        received = 0
-        while not self.head_complete:
-            data = sock.recv(READ_BYTES)
-            if not data:
-                if received:
-                    raise _UpstreamError("closed the connection in the middle of its reply")
-                raise _UpstreamError("closed the connection without answering")
-            received += len(data)
-            if received > MAX_HEAD_BYTES:
-                raise _UpstreamError(f"sent a response head over {MAX_HEAD_BYTES} bytes")
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                # Upgrade is hop-by-hop, never passed on: nobody asked for another protocol.
-                raise _UpstreamError("switched protocols unasked") from None
-
-    def read_more(self, sock: socket.socket) -> None:
-        """Read what has arrived into ``pieces``; at the end of a reply, mark it complete."""
+def _read_head(sock: socket.socket, response: ResponseReader) -> None:
+    """Read until the head is complete; what came of the body stays in ``pieces``."""
+    while not response.head_complete:
         data = sock.recv(READ_BYTES)
         if data:
-            self._parser.feed_data(data)
-        elif self._ends_at_close():
-            self.complete = True
+            response.feed(data)
         else:
-            raise _UpstreamError("closed the connection in the middle of its reply")
-
-    def reusable(self) -> bool:
-        """Whether the connection may carry another request after this complete reply."""
-        if self._is_head and self.pieces:
-            return False  # bytes after a HEAD reply's head: the connection is out of step
-        return self.complete and self._keep_alive
-
-    def header(self, name: bytes) -> str:
-        """The value of the first header called ``name`` (lower case), or ``""``."""
-        for field, value in self._headers:
-            if field.lower() == name:
-                return value.decode("latin-1")
-        return ""
-
-    def headers(self) -> list[tuple[str, str]]:
-        """The end-to-end headers, for the client."""
-        kept = []
-        listed = ""
-        for name, value in self._headers:
-            if _is_hop_by_hop(name):
-                if name.lower() == b"connection":
-                    listed += "," + value.decode("latin-1").lower()
-            else:
-                kept.append((name.decode("latin-1"), value.decode("latin-1")))
-        if listed.strip(", ") not in ("", "keep-alive", "close"):
-            also_hop_by_hop = _connection_tokens(listed)
-            kept = [(name, value) for name, value in kept if name.lower() not in also_hop_by_hop]
-        return kept
-
-    def _ends_at_close(self) -> bool:
-        # RFC 9112 section 6.3: with neither framing header, the body runs to the close.
-        return not (self.header(b"content-length") or self.header(b"transfer-encoding"))
+            response.feed_eof()
 
 
 def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
@@ -434,17 +240,6 @@ def _forwarded_name(environ_key: str) -> str | None:
     if is_hop_by_hop_header(name) or name.lower() in _NOT_FORWARDED:
         return None
     return name
-
-
-@functools.lru_cache(maxsize=256)
-def _is_hop_by_hop(name: bytes) -> bool:
-    """Whether a response header is hop-by-hop (cached: replies repeat the same few)."""
-    return is_hop_by_hop_header(name.decode("latin-1"))
-
-
-def _connection_tokens(value: str) -> set[str]:
-    """The header names a ``Connection`` header lists: hop-by-hop too (RFC 9110 7.6.1)."""
-    return {token.strip().lower() for token in value.split(",")}
 
 
 def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | None, bool]:
@@ -483,8 +278,8 @@ class _UpstreamBody:
     def __init__(
         self,
         sock: socket.socket,
-        response: _Response,
-        pool: _ConnectionPool,
+        response: ResponseReader,
+        pool: ConnectionPool,
         failure: Callable[[BaseException], RequestError],
         environ: WSGIEnvironment,
     ) -> None:
@@ -496,19 +291,23 @@ class _UpstreamBody:
 
     def __iter__(self) -> Iterator[bytes]:
         response = self._response
-        pieces = response.pieces
+        sock = self._sock
         last = b"\n"
         try:
             while True:
-                if pieces:
-                    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                    pieces.clear()
+                if response.pieces:
+                    data = response.take()
                     last = data[-1:]
                     yield data
                 if response.complete:
                     return
-                response.read_more(self._sock)
-        except (_UpstreamError, httptools.HttpParserError, OSError) as error:
+                # Everything that has arrived, never waiting to fill a block.
+                data = sock.recv(READ_BYTES)
+                if data:
+                    response.feed(data)
+                else:
+                    response.feed_eof()
+        except (UpstreamError, httptools.HttpParserError, OSError) as error:
             failure = self._failure(error)
             message = f"{failure.message} (the stream was cut short)"
             self._environ[ERROR_KEY] = message
