@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from .aliases import AliasTable
+from .aliases import AliasTable, Route
 from .errors import ConfigError
 from .middleware import DefaultModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AliasTable", "ConfigError", "DefaultModel", "__version__"]
+__all__ = ["AliasTable", "ConfigError", "DefaultModel", "Route", "__version__"]

@@ -60,7 +60,8 @@ class DefaultModel:
     :param app: the WSGI app that speaks Ollama's API.
     :param alias: one alias (with ``target``); it is also the default.
     :param target: the real model ``alias`` stands for.
-    :param mapping: several aliases, alias -> real model (instead of alias and target).
+    :param mapping: several aliases, alias -> real model (instead of alias and target), or
+        an :class:`~ollama_default.AliasTable` already built (its default included).
     :param default: the alias used when a request names no model.
     :param max_body_bytes: larger request bodies get 413 before they are read.
     :param max_record_bytes: a response line or event longer than this is relayed as is.
@@ -73,13 +74,18 @@ class DefaultModel:
         alias: str | None = None,
         target: str | None = None,
         *,
-        mapping: Mapping[str, str] | None = None,
+        mapping: Mapping[str, str] | AliasTable | None = None,
         default: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.app = app
-        self.aliases = AliasTable(_mapping(alias, target, mapping), default)
+        if isinstance(mapping, AliasTable):
+            if alias is not None or target is not None or default is not None:
+                raise ConfigError("an AliasTable holds its aliases and default: give it alone")
+            self.aliases = mapping
+        else:
+            self.aliases = AliasTable(_mapping(alias, target, mapping), default)
         for name, value in (("max_body_bytes", max_body_bytes),
                             ("max_record_bytes", max_record_bytes)):  # fmt: skip
             if not isinstance(value, int) or value <= 0:

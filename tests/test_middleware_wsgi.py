@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from ollama_default import ConfigError, DefaultModel
+from ollama_default import AliasTable, ConfigError, DefaultModel
 
 TARGET = "aya-expanse:8b-q8_0"
 LINE = b'{"model":"aya-expanse:8b-q8_0","response":"hi","done":false}\n'
@@ -369,3 +369,11 @@ def test_refused_input_leaves_its_reason_in_the_environ() -> None:
     response = Response(DefaultModel(replying("200 OK", []), alias="a", target="b"), environ)
     assert response.starts[0][0] == "400 Bad Request"
     assert environ["ollama_default.error"] == "request body must be a JSON object, not an array"
+
+
+def test_a_built_alias_table_is_used_as_it_is() -> None:
+    table = AliasTable({"llmodel": TARGET, "embed": "nomic-embed-text"}, default="llmodel")
+    middleware = DefaultModel(replying("200 OK", []), mapping=table)
+    assert middleware.aliases is table
+    with pytest.raises(ConfigError, match="an AliasTable holds its aliases and default"):
+        DefaultModel(replying("200 OK", []), mapping=table, default="embed")

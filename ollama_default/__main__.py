@@ -1,0 +1,9 @@
+"""``python -m ollama_default``: the ``ollama-default`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
