@@ -20,11 +20,8 @@ Pure: bytes and dicts in, bytes out; no I/O, no WSGI.
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +41,20 @@ from werkzeug.sansio.multipart import (
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .errors import RequestError
+from .gojson import (
+    STRICT_JSON,
+    Members,
+    field_value,
+    folds_to,
+    json_string,
+    json_type,
+    parse_first_value,
+    serialise,
+)
 
 _MODEL_ONLY = (("model",),)
 _MODEL_KEY = b'"model"'
 _COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")  # JSON's white space around a member's ':'
-
-# Runes that simple-fold to an ASCII letter besides the letter's own cases: Go's
-# encoding/json fold.go special-cases exactly these two.
-_GO_FOLD = str.maketrans({"\u017f": "s", "\u212a": "k"})
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,6 @@ class Decision:
 UNCHANGED = Decision(None, ())
 
 
-class _Members(list[tuple[str, Any]]):
-    """A JSON object as its members in order, duplicates kept, as Go reads them."""
-
-
 def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
     """Decide what to send on for a JSON request body.
 
@@ -107,7 +106,7 @@ def _decide_spliced(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Dec
     if key_at < 0 or lowered.find(_MODEL_KEY, key_at + 1) >= 0:
         return None
     try:
-        document = _STRICT_JSON.decode(body.decode())
+        document = STRICT_JSON.decode(body.decode())
     except (ValueError, RecursionError):
         return None  # left to the full reading, which says what is wrong
     name = document.get("model") if isinstance(document, dict) else None
@@ -117,10 +116,10 @@ def _decide_spliced(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Dec
     if rename is None:
         return Decision(None, (), name)
     value_at = _COLON.match(body, key_at + len(_MODEL_KEY)).end()  # type: ignore[union-attr]
-    sent = _json_string(name)
+    sent = json_string(name)
     if not body.startswith(sent, value_at):
         return None  # written some other way than the encoder writes it
-    target = _json_string(rename.route.target)
+    target = json_string(rename.route.target)
     spliced = body[:value_at] + target + body[value_at + len(sent) :]
     return Decision(spliced, (rename,), rename.route.target)
 
@@ -130,11 +129,11 @@ def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Deci
     if not text.strip():
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
-    document, has_duplicates = _parse_first_value(text)
+    document, has_duplicates = parse_first_value(text)
     if document is None:
         document = {}  # Go decodes `null` into an empty request.
-    if not isinstance(document, (dict, _Members)):
-        raise RequestError(400, f"request body must be a JSON object, not {_json_type(document)}")
+    if not isinstance(document, (dict, Members)):
+        raise RequestError(400, f"request body must be a JSON object, not {json_type(document)}")
     renames: list[Rename] = []
     models: list[str | None] = []
     members = list(document.items() if isinstance(document, dict) else document)
@@ -150,8 +149,8 @@ def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Deci
         return Decision(None, (), model)
     # Without duplicate keys anywhere, a dict keeps the members in order and the C encoder
     # writes them; only duplicates need the encoder that keeps every member.
-    top = _Members(members) if has_duplicates else dict(members)
-    return Decision(_serialise(top), tuple(renames), model)
+    top = Members(members) if has_duplicates else dict(members)
+    return Decision(serialise(top), tuple(renames), model)
 
 
 def decide_multipart(
@@ -208,10 +207,6 @@ def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
     return events
 
 
-def _data(events: Sequence[Event], span: tuple[int, int]) -> list[bytes]:
-    return [event.data for event in events[span[0] + 1 : span[1]] if isinstance(event, Data)]
-
-
 def _field_span(events: Sequence[Event], name: str) -> tuple[int, int] | None:
     """Return (index of the first field ``name``, index after its data), or None."""
     for start, event in enumerate(events):
@@ -244,7 +239,7 @@ def _decide_reference(
     """Return the name a reference holds (None if none a model could be), and its rename."""
     name: Any = ""
     for key in keys:  # cmp.Or(req.Model, req.Name): the first non-empty one.
-        name = _go_field_value(members, key)
+        name = field_value(members, key)
         if not isinstance(name, str):
             return None, None  # Ollama rejects a non-string model itself; let it say so.
         if name:
@@ -254,20 +249,6 @@ def _decide_reference(
     return name, decide_name(name, aliases)
 
 
-def _go_field_value(members: Sequence[tuple[str, Any]], field_name: str) -> Any:
-    value: Any = ""
-    for key, member_value in members:
-        if member_value is not None and _folds_to(key, field_name):
-            value = member_value
-    return value
-
-
-def _folds_to(key: str, field_name: str) -> bool:
-    return key == field_name or (
-        len(key) == len(field_name) and key.translate(_GO_FOLD).lower() == field_name
-    )
-
-
 def _with_reference(
     members: Sequence[tuple[str, Any]], keys: tuple[str, ...], target: str
 ) -> list[tuple[str, Any]]:
@@ -275,7 +256,7 @@ def _with_reference(
     kept: list[tuple[str, Any]] = []
     placed = False
     for key, value in members:
-        if any(_folds_to(key, k) for k in keys):
+        if any(folds_to(key, k) for k in keys):
             if not placed:
                 kept.append((keys[0], target))
                 placed = True
@@ -284,103 +265,3 @@ def _with_reference(
     if not placed:
         kept.insert(0, (keys[0], target))
     return kept
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_float(text: str) -> float:
-    number = float(text)
-    if math.isinf(number):
-        raise ValueError(f"number {text} is out of range")
-    return number
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
-
-
-@functools.lru_cache(maxsize=1024)
-def _json_string(text: str) -> bytes:
-    """``text`` as a JSON string literal, as :func:`_serialise` writes it."""
-    return _UTF8_SCALAR(text).encode()
-
-
-def _parse_first_value(text: str) -> tuple[Any, bool]:
-    """Return the first JSON value in ``text``, and whether any object repeats a key.
-
-    Objects come back as dicts, or as :class:`_Members` where a key repeats.
-    """
-    has_duplicates = False
-
-    def object_from(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Members:
-        nonlocal has_duplicates
-        document = dict(pairs)
-        if len(document) == len(pairs):
-            return document
-        has_duplicates = True
-        return _Members(pairs)
-
-    decoder = json.JSONDecoder(
-        object_pairs_hook=object_from, parse_constant=_reject_constant, parse_float=_parse_float
-    )
-    start = len(text) - len(text.lstrip(" \t\r\n"))
-    try:
-        value, _end = decoder.raw_decode(text, start)
-    except (ValueError, RecursionError) as error:
-        raise RequestError(400, f"invalid JSON in request body: {error}") from None
-    return value, has_duplicates
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
-
-
-_UTF8_SCALAR: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":")
-).encode
-_ASCII_SCALAR: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _encode(value: Any, out: list[str], scalar: Callable[[Any], str]) -> None:
-    if isinstance(value, (_Members, dict)):
-        out.append("{")
-        for index, (key, member) in enumerate(value.items() if isinstance(value, dict) else value):
-            if index:
-                out.append(",")
-            out.append(scalar(key))
-            out.append(":")
-            _encode(member, out, scalar)
-        out.append("}")
-    elif isinstance(value, list):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out, scalar)
-        out.append("]")
-    else:
-        out.append(scalar(value))
-
-
-def _serialise(document: dict[str, Any] | _Members) -> bytes:
-    try:
-        return _serialised(document, _UTF8_SCALAR).encode()
-    except UnicodeEncodeError:
-        # A lone surrogate escape ("\ud800") decodes to a lone surrogate, which UTF-8
-        # cannot hold; ASCII escapes carry it on, and Go reads it as U+FFFD either way.
-        return _serialised(document, _ASCII_SCALAR).encode()
-
-
-def _serialised(document: dict[str, Any] | _Members, scalar: Callable[[Any], str]) -> str:
-    if isinstance(document, dict):
-        return scalar(document)  # no duplicates anywhere: the C encoder does it all
-    out: list[str] = []
-    _encode(document, out, scalar)
-    return "".join(out)

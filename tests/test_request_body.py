@@ -12,12 +12,10 @@ from werkzeug.test import encode_multipart
 from ollama_default.aliases import AliasTable
 from ollama_default.endpoints import find_endpoint
 from ollama_default.errors import RequestError
+from ollama_default.gojson import UTF8_SCALAR, encode, serialised
 from ollama_default.request_body import (
-    _UTF8_SCALAR,
     _decide_parsed,
     _decide_spliced,
-    _encode,
-    _serialised,
     decide_json,
     decide_multipart,
 )
@@ -293,8 +291,8 @@ JSON_VALUES = st.recursive(
 def test_both_encoders_write_the_same_bytes(document: dict[str, object]) -> None:
     # Bodies without duplicate keys take the C encoder, others the one keeping every member.
     out: list[str] = []
-    _encode(document, out, _UTF8_SCALAR)
-    assert _serialised(document, _UTF8_SCALAR) == "".join(out)
+    encode(document, out, UTF8_SCALAR)
+    assert serialised(document, UTF8_SCALAR) == "".join(out)
 
 
 # The common request is decided by replacing its one model string in place: Go must read
