@@ -88,7 +88,7 @@ def the_command(argv: list[str]) -> tuple[str, str]:
 
 
 def test_the_dockerfile_copies_all_that_pip_needs_to_build_the_package() -> None:
-    copied = set()
+    copied: set[str] = set()
     for args in arguments("COPY"):
         *sources, _destination = args.split()
         copied.update(source.rstrip("/") for source in sources)
@@ -242,7 +242,7 @@ def code_blocks(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 @pytest.mark.parametrize("path", sorted(DOCS.glob("*.rst")), ids=lambda path: path.name)
 def test_code_in_the_docs_fits_the_page(path: Path) -> None:
-    too_long = []
+    too_long: list[str] = []
     for start, block in code_blocks(path):
         text = [line for line in block if line.strip()]
         margin = min((indent(line) for line in text), default=0)
