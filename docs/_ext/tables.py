@@ -55,10 +55,17 @@ class _Table(SphinxDirective):
         raise NotImplementedError
 
     def run(self) -> list[nodes.Node]:
-        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {self.widths}", ""]
-        for row in [self.header, *self.rows()]:
+        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {self.widths}"]
+        lines += ["   :class: generated", ""]  # docs/_static/tables.css styles them
+        lines.append(f"   * - {self.header[0]}")
+        lines.extend(f"     - {cell}" for cell in self.header[1:])
+        for row in self.rows():
             lines.append(f"   * - {row[0]}")
-            lines.extend(f"     - {cell}" for cell in row[1:])
+            # Each cell names its column too, shown where a narrow screen stacks the cells.
+            lines.extend(
+                f"     - :column-label:`{name}` {cell}"
+                for name, cell in zip(self.header[1:], row[1:], strict=True)
+            )
         lines = [line for text in lines for line in text.split("\n")]  # cells of paragraphs
         container = nodes.container()
         self.state.nested_parse(StringList(lines), self.content_offset, container)
@@ -150,7 +157,15 @@ def _readable(name: str, value: object) -> str:
     return f"``{value}``"
 
 
+def column_label(
+    name: str, rawtext: str, text: str, lineno: int, inliner: Any, *args: Any, **kwargs: Any
+) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+    """A column's name inside a cell, hidden unless a narrow screen stacks the table."""
+    return [nodes.inline(rawtext, text, classes=["column-label"])], []
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_role("column-label", column_label)
     app.add_directive("endpoint-table", EndpointTable)
     app.add_directive("bad-input-table", BadInputTable)
     app.add_directive("settings-table", SettingsTable)
