@@ -1,8 +1,9 @@
 """The Flask and Django recipes of ``docs/recipes``, run as users run them, before a fake Ollama.
 
 ``docs/middleware.rst`` includes those files verbatim, so the code the docs show is the code
-tested here: each test runs once per framework, in-process through webtest's WSGI lint, and
-over real sockets where streaming has to be real end to end.
+tested here: each test runs once per framework, in-process through webtest's WSGI lint, over
+real sockets where streaming has to be real end to end, with the official ``ollama`` and
+``openai`` clients, and under the gunicorn command the page gives for production.
 """
 
 from __future__ import annotations
@@ -10,20 +11,27 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import shlex
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ollama
+import openai
+import pydantic
 import pytest
 import requests
 from django.test import override_settings
 from fake_ollama import FakeOllama, serve
+from gunicorn_process import start_server
 from webtest import TestApp, TestResponse
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RECIPES = DOCS / "recipes"
 ALIAS = "llmodel"
 TARGET = "aya-expanse:8b-q8_0"  # the alias's target in both recipes
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -238,3 +246,100 @@ def test_a_client_leaving_mid_stream_ends_the_upstream_stream(relay: Relay) -> N
         assert fake.disconnected.wait(timeout=TIMEOUT_S)
     assert (first["model"], first["done"]) == (ALIAS, False)
     assert fake.disconnects == 1
+
+
+# -- with the official clients -------------------------------------------------------------
+
+
+def test_the_official_clients_name_the_alias_and_see_it(relay: Relay) -> None:
+    fake = FakeOllama()
+    with (
+        serve(relay(fake)) as url,
+        ollama.Client(host=url, timeout=TIMEOUT_S) as ollama_client,
+        openai.OpenAI(
+            base_url=f"{url}/v1", api_key="unused", timeout=TIMEOUT_S, max_retries=0
+        ) as openai_client,
+    ):
+        native = ollama_client.chat(model=ALIAS, messages=MESSAGES)
+        compatible = openai_client.chat.completions.create(model=ALIAS, messages=MESSAGES)  # type: ignore[arg-type]
+
+    assert [request.json["model"] for request in fake.requests] == [TARGET, TARGET]
+    assert (native.model, native.message.content) == (ALIAS, f"I am {TARGET}")
+    assert (compatible.model, compatible.choices[0].message.content) == (ALIAS, f"I am {TARGET}")
+
+
+def test_the_official_clients_send_no_request_without_a_model(relay: Relay) -> None:
+    """Why the docs say their users name the alias: only raw HTTP can leave the model out."""
+    fake = FakeOllama()
+    with (
+        serve(relay(fake)) as url,
+        ollama.Client(host=url, timeout=TIMEOUT_S) as ollama_client,
+        openai.OpenAI(
+            base_url=f"{url}/v1", api_key="unused", timeout=TIMEOUT_S, max_retries=0
+        ) as openai_client,
+    ):
+        with pytest.raises(pydantic.ValidationError, match="model"):
+            ollama_client.chat(messages=MESSAGES)
+        with pytest.raises(TypeError, match="model"):
+            openai_client.chat.completions.create(messages=MESSAGES)  # type: ignore[call-overload]
+
+    assert fake.requests == []
+
+
+# -- under the production command of docs/middleware.rst ------------------------------------
+
+
+def production_commands() -> dict[str, list[str]]:
+    """The gunicorn command line the middleware page gives for each recipe."""
+    commands = {}
+    for line in (DOCS / "middleware.rst").read_text().splitlines():
+        if line.strip().startswith("gunicorn "):
+            words = shlex.split(line, comments=True)
+            commands["flask" if "flask_app" in words[-1] else "django"] = words
+    return commands
+
+
+@pytest.mark.parametrize("recipe", ["flask", "django"])
+def test_the_production_command_streams_and_forwards_the_content_type_alone(
+    recipe: str, tmp_path: Path
+) -> None:
+    command = production_commands()[recipe]
+    assert command[:3] == ["gunicorn", "--worker-class", "gevent"]
+    fake = FakeOllama(tokens=4, token_delay_s=0.1)
+    body = {"model": ALIAS, "messages": MESSAGES, "keep_alive": 0}
+    client_headers = {"Authorization": "Bearer secret", "X-Request-Id": "42", "User-Agent": "me"}
+    gunicorn = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--chdir", str(RECIPES)]
+    with serve(fake) as ollama_url:
+        server = start_server(
+            [*gunicorn, *command[1:]], {"OLLAMA_URL": ollama_url}, log_dir=tmp_path
+        )
+        try:
+            server.wait_until_ready()
+            with (
+                requests.Session() as client,
+                client.post(
+                    f"{server.base_url}/api/chat",
+                    json=body,
+                    headers=client_headers,
+                    stream=True,
+                    timeout=TIMEOUT_S,
+                ) as response,
+            ):
+                lines = response.iter_lines()
+                first = json.loads(next(lines))
+                assert fake.loaded == {TARGET}  # still generating: the first record is early
+                rest = [json.loads(line) for line in lines]
+        finally:
+            server.stop()
+
+    log = server.stderr()
+    assert "Using worker: gevent" in log
+    assert "Traceback" not in log
+    assert "MonkeyPatchWarning" not in log
+    assert models([first, *rest]) == {ALIAS}
+    assert rest[-1]["done"] is True
+    (chat,) = [request for request in fake.requests if request.path == "/api/chat"]
+    assert chat.json["model"] == TARGET
+    assert chat.headers["content-type"] == "application/json"
+    assert chat.headers["user-agent"].startswith("python-requests/")
+    assert not {"authorization", "x-request-id"} & set(chat.headers)

@@ -1,7 +1,9 @@
 """Tables generated from the code and the tests, so the docs cannot drift from either.
 
 ``.. endpoint-table::`` renders :data:`ollama_default.endpoints.ENDPOINTS`;
-``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs.
+``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs;
+``.. settings-table::`` renders :class:`ollama_default.settings.Settings`, its defaults as a
+person would type them in TOML.
 """
 
 from __future__ import annotations
@@ -53,10 +55,18 @@ class _Table(SphinxDirective):
         raise NotImplementedError
 
     def run(self) -> list[nodes.Node]:
-        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {self.widths}", ""]
-        for row in [self.header, *self.rows()]:
+        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {self.widths}"]
+        lines += ["   :class: generated", ""]  # docs/_static/tables.css styles them
+        lines.append(f"   * - {self.header[0]}")
+        lines.extend(f"     - {cell}" for cell in self.header[1:])
+        for row in self.rows():
             lines.append(f"   * - {row[0]}")
-            lines.extend(f"     - {cell}" for cell in row[1:])
+            # Each cell names its column too, shown where a narrow screen stacks the cells.
+            lines.extend(
+                f"     - :column-label:`{name}` {cell}"
+                for name, cell in zip(self.header[1:], row[1:], strict=True)
+            )
+        lines = [line for text in lines for line in text.split("\n")]  # cells of paragraphs
         container = nodes.container()
         self.state.nested_parse(StringList(lines), self.content_offset, container)
         return container.children
@@ -101,7 +111,8 @@ class BadInputTable(_Table):
 
 
 class SettingsTable(_Table):
-    header = ("TOML key", "Environment variable", "Default", "Meaning")
+    header = ("Setting", "Default", "Meaning")
+    widths = "30 22 48"
 
     def rows(self) -> list[tuple[str, ...]]:
         meanings = dict(
@@ -112,17 +123,49 @@ class SettingsTable(_Table):
             default = setting.default
             if default is dataclasses.MISSING:
                 default = setting.default_factory()  # type: ignore[misc]
-            shown_default = "none" if default in (None, "", {}) else f"``{default!r}``"
             variable = f"``{ENV_PREFIX}{setting.name.upper()}``"
+            key = f"``{setting.name}``"
             if setting.name == "aliases":
+                key = "``[aliases]`` table"
                 variable = f"``{ENV_PREFIX}ALIAS`` with ``{ENV_PREFIX}TARGET`` (one alias)"
             meaning = " ".join(meanings.get(setting.name, "").split())
-            rows.append((f"``{setting.name}``", variable, shown_default, meaning))
-        rows.append(("", f"``{ENV_PREFIX}CONFIG``", "none", "the TOML file to read"))
+            rows.append((_stacked(key, variable), _readable(setting.name, default), meaning))
+        rows.append((_stacked("", f"``{ENV_PREFIX}CONFIG``"), "none", "the TOML file to read."))
         return rows
 
 
+def _stacked(*paragraphs: str) -> str:
+    """One table cell holding each non-empty paragraph on its own line."""
+    return "\n\n       ".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def _readable(name: str, value: object) -> str:
+    """A default as a person reads it and types it in TOML: ``true``, ``5 s``, ``100 MiB``.
+
+    The units come from the setting's name (``_s``, ``_bytes``), as the style guide names them.
+    """
+    if value is None or value == "" or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return f"``{str(value).lower()}``"
+    if isinstance(value, (int, float)) and name.endswith("_s"):
+        shown = f"{value:g} s"
+        return f"{shown} ({value / 60:g} min)" if value >= 60 and value % 60 == 0 else shown
+    if isinstance(value, int) and name.endswith("_bytes"):
+        mib, rest = divmod(value, 1024 * 1024)
+        return f"{mib} MiB ({value})" if mib and not rest else f"{value} bytes"
+    return f"``{value}``"
+
+
+def column_label(
+    name: str, rawtext: str, text: str, lineno: int, inliner: Any, *args: Any, **kwargs: Any
+) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+    """A column's name inside a cell, hidden unless a narrow screen stacks the table."""
+    return [nodes.inline(rawtext, text, classes=["column-label"])], []
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_role("column-label", column_label)
     app.add_directive("endpoint-table", EndpointTable)
     app.add_directive("bad-input-table", BadInputTable)
     app.add_directive("settings-table", SettingsTable)

@@ -12,7 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 600  # a cold model load can take minutes before the first byte
 
-session = requests.Session()  # one pool of connections to Ollama, shared by every request
+# One pool of connections to Ollama, shared by every request.
+session = requests.Session()
 
 
 @csrf_exempt  # API clients send no CSRF token
@@ -22,6 +23,7 @@ def relay(request: HttpRequest) -> StreamingHttpResponse:
         request.method,
         settings.OLLAMA_URL + request.get_full_path_info(),
         data=request.body,
+        # The client's Content-Type alone; add any other header to pass it on.
         headers={"Content-Type": request.headers.get("Content-Type")},
         stream=True,
         timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
@@ -37,4 +39,4 @@ def _chunks(upstream: requests.Response) -> Iterator[bytes]:
     # Django closes this generator when it closes the response, also when the client
     # leaves mid-stream; leaving the with block then closes the connection to Ollama.
     with upstream:
-        yield from upstream.iter_content(chunk_size=None)  # each chunk as soon as it arrives
+        yield from upstream.iter_content(chunk_size=None)  # each chunk as it arrives

@@ -1,4 +1,4 @@
-"""The WSGI entry point, ``django_site.wsgi:application``: Django wrapped in DefaultModel."""
+"""The WSGI entry point, ``django_site.wsgi``: Django wrapped in DefaultModel."""
 
 from __future__ import annotations
 
