@@ -125,8 +125,8 @@ def startup_summary(
     return [
         f"ollama-default {__version__}: {backend}",
         f"aliases: {aliases or 'none'}",
-        f"prefix: {settings.prefix or 'none'}; workers: {workers or 'unknown'}; "
-        f"access log: {access} at level {settings.log_level}",
+        f"prefix: {settings.prefix or 'none'}; workers: {workers or 'unknown'}",
+        f"access log: {access}; level {settings.log_level}",
     ]
 
 

@@ -252,9 +252,8 @@ def test_the_startup_summary_names_version_upstream_aliases_prefix_and_workers()
         r"ollama-default \S+: forwarding to http://127\.0\.0\.1:11434 \(answering\)", lines[0]
     )
     assert lines[1] == f"aliases: {ALIAS} -> {TARGET} (default), embed -> nomic-embed-text"
-    assert lines[2] == (
-        "prefix: /llm; workers: 2 x gevent; access log: on, text, to standard error at level info"
-    )
+    assert lines[2] == "prefix: /llm; workers: 2 x gevent"
+    assert lines[3] == "access log: on, text, to standard error; level info"
     demo = startup_summary(Settings(), upstream_answers=None, demo="as asked", workers=None)
     assert demo[0].endswith(": serving the built-in demo backend (as asked)")
     assert demo[1] == "aliases: none"
