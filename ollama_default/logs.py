@@ -154,7 +154,8 @@ class AccessLog:
     with their reason; everything else at INFO. A client that leaves before the end of its
     response is noted.
 
-    >>> app = AccessLog(DefaultModel(app, alias="llmodel", target="qwen3:4b"))  # doctest: +SKIP
+    >>> app = DefaultModel(app, alias="llmodel", target="qwen3:4b")  # doctest: +SKIP
+    >>> app = AccessLog(app)  # doctest: +SKIP
 
     :param app: the WSGI app to log the requests of.
     :param logger: where the lines go (``ollama_default.access`` by default).

@@ -53,7 +53,7 @@ class DefaultModel:
     >>> app = DefaultModel(ollama, alias="llmodel", target="aya-expanse:8b-q8_0")
     >>> app = DefaultModel(
     ...     ollama,
-    ...     mapping={"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"},
+    ...     mapping={"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text"},
     ...     default="llmodel",
     ... )
 
