@@ -628,12 +628,17 @@ def check(loaded: LoadedSettings) -> int:
 
 
 def _settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, ...]]:
+    sources = dict(sources)
+    default = settings.alias_table.default
     shown = {
         "upstream": settings.upstream,
         "aliases": ", ".join(settings.aliases) or "none",
-        "default": (default.alias if (default := settings.alias_table.default) else "none"),
+        "default": default.alias if default else "none",
         "prefix": settings.prefix or "none",
     }
+    if default is not None and settings.default is None:
+        shown["default"] += " (the only alias)"
+        sources["default"] = sources["aliases"]
     # Every other setting something set, too.
     for key, source in sources.items():
         if key not in shown and source != DEFAULT_SOURCE:

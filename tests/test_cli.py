@@ -183,7 +183,7 @@ def test_check_says_where_each_setting_came_from(
     assert [line.split(maxsplit=2) for line in lines[1:6]] == [
         ["upstream", url, "(from --upstream)"],
         ["aliases", "llmodel", "(from --alias)"],
-        ["default", "llmodel", "(from --alias)"],
+        ["default", "llmodel", "(the only alias)  (from --alias)"],
         ["prefix", "none", "(default)"],
         ["read_timeout_s", "900", f"(from config file {str(config)!r})"],
     ]
@@ -358,6 +358,18 @@ def test_gunicorn_cmd_args_sit_between_our_defaults_and_our_flags(tmp_path: Path
     assert gunicorn_options({}, {})["bind"] == [SERVE_DEFAULTS["bind"]]
 
 
+def test_a_broken_gunicorn_config_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gunicorn.conf.py"
+    config.write_text("workers = undefined_name\n")
+    assert main(["serve"], environ={"GUNICORN_CMD_ARGS": f"-c {config}"}) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"ollama-default: configuration error: gunicorn config file {str(config)!r} (from "
+        "GUNICORN_CMD_ARGS) cannot be loaded: name 'undefined_name' is not defined"
+    )
+
+
 SERVER_MISTAKES = [
     pytest.param(["--bind", "127.0.0.1:99999"], {}, "configuration error: --bind "
                  "'127.0.0.1:99999': '99999' is not a port number from 1 to 65535 (give "
@@ -520,27 +532,47 @@ def read_response(client: socket.socket) -> bytes:
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_serve_stops_within_seconds_of_starting(tmp_path: Path, stop: str) -> None:
-    # Two workers, as by default: the second may still be booting when the stop comes.
-    command = [*SERVE, "--workers", "2", "--upstream", closed_port_url()]
-    server = start_server(command, {}, log_dir=tmp_path)
-    try:
-        server.wait_until_ready()
-        # A client that keeps its connection alive, idle: it must not hold the stop.
-        with socket.create_connection(("127.0.0.1", server.port), timeout=STOP_S + 5) as client:
-            client.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_response(client).startswith(b"HTTP/1.1 400 ")
-            started = time.monotonic()
-            if stop == "ctrl-c":
-                os.killpg(server.process.pid, signal.SIGINT)  # the terminal's whole group
-            else:
-                server.process.send_signal(signal.SIGTERM)
-            status = server.wait_for_exit(timeout_s=STOP_S + 5)
-            elapsed = time.monotonic() - started
-            assert client.recv(65536) == b""  # the server closed the idle connection
-    finally:
-        server.stop()
+    # A stream under way when SIGTERM comes: 5 records 0.1 s apart.
+    fake = FakeOllama(tokens=5, token_delay_s=0.1)
+    with serve(fake) as url:
+        # Two workers, as by default: the second may still be booting when the stop comes.
+        server = start_server([*SERVE, "--workers", "2", "--upstream", url], {}, log_dir=tmp_path)
+        try:
+            server.wait_until_ready()
+            # A client that keeps its connection alive, idle: it must not hold the stop.
+            with socket.create_connection(("127.0.0.1", server.port), timeout=STOP_S + 5) as idle:
+                idle.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(idle).startswith(b"HTTP/1.1 400 ")
+                if stop == "ctrl-c":
+                    started = time.monotonic()
+                    os.killpg(server.process.pid, signal.SIGINT)  # the terminal's whole group
+                    records = []
+                else:
+                    records, started = stream_across_sigterm(server.base_url, server.process)
+                status = server.wait_for_exit(timeout_s=STOP_S + 5)
+                elapsed = time.monotonic() - started
+                assert idle.recv(65536) == b""  # the server closed the idle connection
+        finally:
+            server.stop()
     assert status == 0
     assert elapsed < STOP_S
+    if stop == "sigterm":  # a graceful stop lets the stream finish
+        assert [record["done"] for record in records] == [False] * 5 + [True]
     stderr = server.stderr()
     assert "Traceback" not in stderr
     assert "ollama-default: no aliases configured: requests pass through to" in stderr
+
+
+def stream_across_sigterm(
+    base_url: str, process: subprocess.Popen[bytes]
+) -> tuple[list[dict[str, Any]], float]:
+    """Start a stream, send SIGTERM after its first record, read the rest; return the
+    records and when the signal went."""
+    body = {"model": "aya-expanse:8b-q8_0", "prompt": "hi"}
+    with requests.post(f"{base_url}/api/generate", json=body, stream=True, timeout=10) as reply:
+        lines = reply.iter_lines()
+        records = [json.loads(next(lines))]
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        records += [json.loads(line) for line in lines]
+    return records, started
