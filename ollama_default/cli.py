@@ -169,9 +169,12 @@ SERVE_FLAGS = (
          "start-up", "off", "", {"action": "store_true"}),
 )  # fmt: skip
 COMMAND_FLAGS = {"serve": SETTINGS_FLAGS + SERVE_FLAGS, "check": SETTINGS_FLAGS}
-_SETTING_KEYS = ("upstream", "aliases", "default", "prefix", "access_log", "log_level",
-                 "log_file", "log_format")  # fmt: skip
-_GUNICORN_KEYS = ("bind", "workers", "worker_connections")
+_DESTINATIONS = [flag.options.get("dest") for flag in COMMAND_FLAGS["serve"]]
+#: The settings, and the gunicorn settings, that flags set.
+_SETTING_KEYS = [
+    key for key in _DESTINATIONS if key in {f.name for f in dataclasses.fields(Settings)}
+]
+_GUNICORN_KEYS = [key for key in _DESTINATIONS if key in SERVE_DEFAULTS]
 
 
 _ABOUT = {

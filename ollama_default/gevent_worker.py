@@ -7,16 +7,12 @@ that merely kept its connection alive held the stop for a minute. This worker cl
 connections that wait for a request when it is told to stop, and lets the requests in
 flight finish within the grace as before.
 
-Two more ways a stop used to take 60 s are closed here:
+And Ctrl-C sends SIGINT to the master and the workers alike, and the master then sends
+SIGQUIT: a worker ran gunicorn's quick exit twice, and the second could print a traceback
+as the interpreter shut down. A worker quits once here.
 
-* A worker still booting (gevent's monkey-patching takes a few hundred milliseconds)
-  has the master's signal handlers, inherited through ``fork``, which only queue the signal
-  in the worker's copy of the master's queue: the stop was lost, and the master waited out
-  the grace before killing it. :func:`ollama_default.cli.exit_on_stop_signals`, run in each
-  child just after the fork, makes such a worker exit at once; it has no requests yet.
-* Ctrl-C sends SIGINT to the master and the workers alike, and the master then sends
-  SIGQUIT: a worker ran gunicorn's quick exit twice, and the second could print a
-  traceback as the interpreter shut down. A worker quits once here.
+(The third way a stop took 60 s, a signal lost by a worker still booting, is closed in
+the master: see :func:`ollama_default.cli.exit_on_stop_signals`.)
 
 Imports gunicorn and gevent: only the ``serve`` master and its workers import it.
 """
