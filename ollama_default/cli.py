@@ -1,126 +1,586 @@
 """The ``ollama-default`` command: ``serve`` the proxy, ``check`` a configuration.
 
-Testable as ``main([...])``, which returns the exit status.
+Testable as ``main([...])``, which returns the exit status: 0 when all is well (or
+``serve`` was stopped), 1 when ``serve`` cannot listen or ``check`` finds a problem, 2 for
+a mistake in the command line or the configuration. Every failure is one line on standard
+error that says what is wrong and how to fix it.
+
+Settings come from flags, the environment and a TOML file, in that order
+(:mod:`ollama_default.settings`); gunicorn's own settings from ``serve``'s flags,
+``GUNICORN_CMD_ARGS`` and this module's :data:`SERVE_DEFAULTS`, in that order.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import errno
+import importlib
+import ipaddress
 import logging
 import os
+import re
+import runpy
+import shlex
+import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 from . import __version__
 from .demo import DEMO_MODELS, demo_backend
 from .errors import ConfigError
+from .logs import configure_logging, log_startup
 from .model_names import name_key
 from .server import build_app
-from .settings import DEFAULT_UPSTREAM, ENV_PREFIX, Settings, load_settings
+from .settings import (
+    CHOICES,
+    CONFIG_VARIABLE,
+    DEFAULT_SOURCE,
+    DEFAULT_UPSTREAM,
+    LoadedSettings,
+    Settings,
+    environment_variable,
+    flag_name,
+    load_settings_with_sources,
+    setting_default,
+)
 
 if TYPE_CHECKING:
     import requests
     from _typeshed.wsgi import WSGIApplication
 
-_log = logging.getLogger("gunicorn.error")
+_log = logging.getLogger(__name__)
 
+EXIT_OK = 0
+#: ``serve`` cannot listen; ``check`` found the upstream down or a target missing.
+EXIT_FAILURE = 1
+#: A mistake in the command line or the configuration.
+EXIT_USAGE = 2
+#: Stopped by Ctrl-C before gunicorn took over (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+DEFAULT_PORT = 8080
 #: gunicorn settings fit for long streams; see docs/proxy.rst for the measurements.
 SERVE_DEFAULTS: dict[str, Any] = {
-    "bind": "127.0.0.1:8080",
+    "bind": f"127.0.0.1:{DEFAULT_PORT}",
     "workers": 2,
-    "worker_class": "gevent",
+    # gunicorn's gevent worker, stopping at once when no request is in flight.
+    "worker_class": "ollama_default.gevent_worker.GeventWorker",
     "worker_connections": 1000,
     "keepalive": 75,
     "graceful_timeout": 60,
     "control_socket_disable": True,
 }
+GUNICORN_CMD_ARGS = "GUNICORN_CMD_ARGS"
+#: The signals that stop a gunicorn worker: SIGTERM gracefully, SIGINT and SIGQUIT at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 DEMO_ALIASES = {"llmodel": DEMO_MODELS[0], "embed": DEMO_MODELS[1]}
 CHECK_TIMEOUT_S = 5.0
+#: How to add an alias, for the messages that find none.
+ADD_ALIAS_HINT = (
+    f"add one with --alias llmodel=MODEL (or {environment_variable('aliases')}, or [aliases] "
+    "in the config file); 'ollama list' shows the installed models"
+)
+
+
+class Flag(NamedTuple):
+    """One command-line flag, declared once for the parser, ``--help`` and the docs."""
+
+    names: tuple[str, ...]
+    #: What it does, for ``--help`` and the docs.
+    meaning: str
+    #: Its default, as shown.
+    default: str
+    #: Where else it can be set: ``env OLLAMA_DEFAULT_UPSTREAM``, or a note.
+    origin: str
+    #: Keyword arguments for :meth:`argparse.ArgumentParser.add_argument`.
+    options: Mapping[str, Any]
+
+    @property
+    def help(self) -> str:
+        """The ``--help`` text: the meaning, then the default and the origin."""
+        where = f"; {self.origin}" if self.origin else ""
+        return f"{self.meaning} (default: {self.default}{where})".replace("%", "%%")
+
+
+def _shown(value: object) -> str:
+    if value in (None, "", {}):
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _setting(key: str, meaning: str, **options: Any) -> Flag:
+    return Flag(
+        (flag_name(key),),
+        meaning,
+        _shown(setting_default(key)),
+        f"env {environment_variable(key)}",
+        {"dest": key, "default": None, **options},
+    )
+
+
+def _gunicorn(key: str, meaning: str, **options: Any) -> Flag:
+    name = flag_name(key)
+    return Flag(
+        (name,),
+        meaning,
+        _shown(SERVE_DEFAULTS[key]),
+        f"gunicorn's own {name}, also read from {GUNICORN_CMD_ARGS}",
+        {"dest": key, "default": None, **options},
+    )
+
+
+#: The flags both commands take.
+SETTINGS_FLAGS = (
+    Flag(("--config",), "TOML settings file", "none", f"env {CONFIG_VARIABLE}",
+         {"metavar": "FILE"}),
+    _setting("upstream", "Ollama's base URL", metavar="URL"),
+    _setting("aliases", "an alias and the model it stands for; repeat for more; replaces the "
+             "aliases and the default set elsewhere",
+             action="append", metavar="NAME=MODEL"),
+    _setting("default", "the alias for requests that name no model (a single alias is it)",
+             metavar="ALIAS"),
+)  # fmt: skip
+#: The flags only ``serve`` takes.
+SERVE_FLAGS = (
+    _setting("prefix", "serve under this path prefix, such as /llm", metavar="PATH"),
+    _setting("access_log", "log one line per request", action=argparse.BooleanOptionalAction),
+    _setting("log_level", "the least severe messages logged", choices=CHOICES["log_level"]),
+    _setting("log_file", "where the log goes: - for standard error, else a file",
+             metavar="FILE"),
+    _setting("log_format", "text lines, or one JSON object per line",
+             choices=CHOICES["log_format"]),
+    _gunicorn("bind", f"where to listen: HOST:PORT, HOST (port {DEFAULT_PORT}), [IPV6]:PORT, "
+              "unix:PATH or fd://N; repeat to listen on several", action="append",
+              metavar="ADDRESS"),
+    _gunicorn("workers", "worker processes; about one per CPU core", type=int, metavar="N"),
+    _gunicorn("worker_connections", "requests (streams) one worker serves at once",
+              type=int, metavar="N"),
+    Flag(("--demo",), "serve the built-in demo backend instead of an upstream", "off", "",
+         {"action": "store_true"}),
+    Flag(("--fallback-demo",), "serve the demo backend when nothing is configured (no "
+         f"aliases, no upstream) and no Ollama answers at {DEFAULT_UPSTREAM}; decided at "
+         "start-up", "off", "", {"action": "store_true"}),
+)  # fmt: skip
+COMMAND_FLAGS = {"serve": SETTINGS_FLAGS + SERVE_FLAGS, "check": SETTINGS_FLAGS}
+_DESTINATIONS = [flag.options.get("dest") for flag in COMMAND_FLAGS["serve"]]
+#: The settings, and the gunicorn settings, that flags set.
+_SETTING_KEYS = [
+    key for key in _DESTINATIONS if key in {f.name for f in dataclasses.fields(Settings)}
+]
+_GUNICORN_KEYS = [key for key in _DESTINATIONS if key in SERVE_DEFAULTS]
+
+
+_ABOUT = {
+    "serve": "Run the proxy under gunicorn.",
+    "check": "Show the settings and where each came from, then each alias and its target's "
+    "state in Ollama.",
+}
+_EPILOG = {
+    "serve": "Settings come from these flags, then OLLAMA_DEFAULT_* variables, then the "
+    f"config file. gunicorn's other settings come from {GUNICORN_CMD_ARGS} (such as "
+    f"{GUNICORN_CMD_ARGS}='--timeout 120'); the flags above win over it. Exit status: 0 "
+    "once stopped, 1 when it cannot listen, 2 for a mistake in the command line or settings.",
+    "check": "Exit status: 0 when every target is installed, 1 when the upstream does not "
+    "answer or a target is not installed, 2 for a mistake in the command line or settings.",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake in one line instead of the usage and the mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line ``argv``; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    environ = dict(os.environ if environ is None else environ)
-    if args.config:
-        environ[ENV_PREFIX + "CONFIG"] = args.config
+    args = _parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
     try:
-        settings = load_settings(environ)
-    except ConfigError as error:
-        print(f"ollama-default: configuration error: {error}", file=sys.stderr)
-        return 2
-    if args.command == "check":
-        return check(settings)
-    return serve(settings, args)
+        try:
+            loaded = load_settings_with_sources(
+                environ, _setting_flags(args), config_file=args.config
+            )
+        except ConfigError as error:
+            return _fail(EXIT_USAGE, f"configuration error: {error}")
+        if args.command == "check":
+            return check(loaded)
+        return serve(loaded, args, environ)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ollama-default", description="A default model and model aliases for Ollama."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the proxy under gunicorn")
-    check_parser = commands.add_parser("check", help="show each alias and its target's state")
-    for command in (serve_parser, check_parser):
-        command.add_argument("--config", metavar="FILE", help="TOML settings file")
-    serve_parser.add_argument("--bind", default=SERVE_DEFAULTS["bind"], help="HOST:PORT")
-    serve_parser.add_argument("--workers", type=int, default=SERVE_DEFAULTS["workers"])
-    serve_parser.add_argument(
-        "--worker-connections",
-        type=int,
-        default=SERVE_DEFAULTS["worker_connections"],
-        help="streams one worker serves at once",
-    )
-    serve_parser.add_argument("--demo", action="store_true", help="serve the demo backend")
-    serve_parser.add_argument(
-        "--fallback-demo",
-        action="store_true",
-        help="serve the demo backend when no Ollama answers at the default address",
-    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, flags in COMMAND_FLAGS.items():
+        subparser = commands.add_parser(
+            command, help=_ABOUT[command], description=_ABOUT[command], epilog=_EPILOG[command]
+        )
+        for flag in flags:
+            subparser.add_argument(*flag.names, help=flag.help, **flag.options)
     return parser
 
 
-def serve(settings: Settings, args: argparse.Namespace) -> int:
+def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {key: getattr(args, key, None) for key in _SETTING_KEYS}
+    flags = {key: value for key, value in flags.items() if value is not None}
+    if args.aliases is not None:
+        flags["aliases"] = parse_alias_flags(args.aliases)
+    return flags
+
+
+def parse_alias_flags(texts: Sequence[str]) -> dict[str, str]:
+    """Return the aliases ``--alias NAME=MODEL`` flags give.
+
+    :raises ConfigError: for a flag without ``=``, or one alias given twice.
+    """
+    aliases: dict[str, str] = {}
+    for text in texts:
+        alias, equals, target = (part.strip() for part in text.partition("="))
+        if not (alias and equals and target):
+            raise ConfigError(
+                f"--alias {text!r} is not NAME=MODEL, such as --alias llmodel={DEMO_MODELS[0]}",
+                key="aliases",
+                source="--alias",
+            )
+        if alias in aliases:
+            raise ConfigError(f"--alias {alias!r} is given twice", key="aliases", source="--alias")
+        aliases[alias] = target
+    return aliases
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"ollama-default: {message}", file=sys.stderr)
+    return status
+
+
+# --------------------------------------------------------------------------------------
+# serve
+
+
+def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the proxy under gunicorn until it is stopped."""
     try:
-        from gunicorn.app.base import BaseApplication
+        from gunicorn.app.base import Application
     except ImportError:
-        print("ollama-default: serve needs gunicorn: pip install 'ollama-default[proxy]'",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    demo = args.demo or (
-        args.fallback_demo
-        and settings.upstream == DEFAULT_UPSTREAM
-        and not is_answering(DEFAULT_UPSTREAM)
+        return _fail(
+            EXIT_USAGE,
+            "serve needs gunicorn: in a clone of ollama-default, pip install -e '.[proxy]'",
+        )
+    settings, sources = loaded
+    explicit = {key: getattr(args, key) for key in _GUNICORN_KEYS if getattr(args, key) is not None}
+    try:
+        options = gunicorn_options(explicit, environ)
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, f"configuration error: {error}")
+    if not options.get("reuse_port"):
+        for address in options["bind"]:
+            problem = listen_problem(address)
+            if problem is not None:
+                return _fail(EXIT_FAILURE, problem)
+    demo = demo_reason(
+        demo=args.demo,
+        fallback_demo=args.fallback_demo,
+        settings=settings,
+        sources=sources,
+        ollama_answers=lambda: is_answering(DEFAULT_UPSTREAM),
     )
-    if demo and not settings.aliases:
+    if demo is not None and not settings.aliases:
         settings = dataclasses.replace(settings, aliases=DEMO_ALIASES, default="llmodel")
-    options = {**SERVE_DEFAULTS, "bind": args.bind, "workers": args.workers,
-               "worker_connections": args.worker_connections}  # fmt: skip
+    backend = None if demo is None else demo_backend
 
-    class Proxy(BaseApplication):  # type: ignore[misc]
-        """gunicorn's documented way to serve an app object with settings in code."""
+    class Proxy(Application):  # type: ignore[misc]
+        """gunicorn's way to serve an app object with settings in code.
+
+        An ``Application``, so what ``GUNICORN_CMD_ARGS`` asks of gunicorn's runner
+        (``--check-config``, ``--daemon``, ``--pythonpath``) works as under ``gunicorn``.
+        """
 
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
+            if "chdir" in options:
+                self.chdir()
 
         def load(self) -> WSGIApplication:
-            if demo:
-                why = "as asked" if args.demo else f"no Ollama answers at {DEFAULT_UPSTREAM}"
-                _log.warning("ollama-default: serving the built-in demo backend (%s)", why)
-                return build_app(settings, backend=demo_backend)
-            _log.info("ollama-default: forwarding to %s", settings.upstream)
-            return build_app(settings, max_connections=args.worker_connections)
+            # In each worker (or the master, with --preload).
+            return build_app(
+                settings, backend=backend, max_connections=options["worker_connections"]
+            )
 
-    Proxy().run()
-    return 0
+    application = Proxy(prog="ollama-default serve")
+
+    try:
+        configure_logging(settings)  # in the master; the workers inherit it
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, f"configuration error: {error}")
+    worker_class = str(options["worker_class"])
+    kind = "gevent" if worker_class.endswith("GeventWorker") else worker_class
+    log_startup(
+        settings,
+        upstream_answers=None if demo else is_answering(settings.upstream),
+        demo=demo,
+        workers=f"{options['workers']} x {kind} ({options['worker_connections']} connections)",
+    )
+    log_start_up_warnings(settings, demo=demo)
+    os.register_at_fork(after_in_child=exit_on_stop_signals)
+    application.run()
+    return EXIT_OK
+
+
+def exit_on_stop_signals() -> None:
+    """Make this process exit at once on a stop signal, until a gunicorn worker sets its own.
+
+    ``serve`` registers it with :func:`os.register_at_fork`, so it runs in each worker
+    before anything else does. Without it, a worker still booting (gevent's patching takes
+    a few hundred milliseconds) has the master's handlers, which only queue the signal in
+    the worker's copy of the master's queue: the stop is lost, and the master waits out
+    ``graceful_timeout`` (60 s) before killing the worker.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_before_boot)
+
+
+def _exit_before_boot(signum: int, frame: FrameType | None) -> None:
+    # At once, with no exception: one raised here, in the middle of gevent's patching or an
+    # import, can be swallowed there, and the worker would boot and serve on. It has
+    # accepted nothing yet, so there is nothing to finish or flush.
+    os._exit(0)
+
+
+def gunicorn_options(flags: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return gunicorn's settings for ``serve``, checked, with every address normalised.
+
+    :data:`SERVE_DEFAULTS`, then what ``GUNICORN_CMD_ARGS`` sets (and the gunicorn config
+    file it names with ``--config``), then ``flags``: as ``gunicorn`` orders its config
+    file, that variable and its command line.
+
+    :param flags: gunicorn setting -> value, from ``serve``'s own flags.
+    :raises ConfigError: for a setting gunicorn refuses, a worker count below 1, or an
+        address that is not one.
+    """
+    from gunicorn.config import Config
+
+    config = Config(prog="ollama-default serve")
+    options = dict(SERVE_DEFAULTS)
+    sources = dict.fromkeys(options, DEFAULT_SOURCE)
+    command_line = environ.get(GUNICORN_CMD_ARGS, "")
+    if command_line.strip():
+        given, given_sources = _gunicorn_cmd_args(config, command_line)
+        options.update(given)
+        sources.update(given_sources)
+    options.update(flags)
+    sources.update({key: flag_name(key) for key in flags})
+    for key in ("workers", "worker_connections"):
+        value = options[key]
+        if not isinstance(value, int) or value < 1:
+            raise _option_error(
+                key, sources[key], f"{flag_name(key)} {value!r} is not a count: give 1 or more"
+            )
+    binds = options["bind"]
+    binds = [binds] if isinstance(binds, str) else list(binds)
+    try:
+        options["bind"] = [normalise_address(address) for address in binds]
+    except ValueError as error:
+        raise _option_error("bind", sources["bind"], str(error)) from None
+    for key, value in options.items():
+        try:
+            config.set(key, value)
+        except Exception as error:  # gunicorn's validators raise all kinds
+            raise _option_error(key, sources[key], f"gunicorn's {key} {value!r}: {error}") from None
+    return options
+
+
+def _gunicorn_cmd_args(config: Any, command_line: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the settings ``GUNICORN_CMD_ARGS`` gives, and where each came from."""
+
+    def refuse(message: str) -> NoReturn:
+        raise ConfigError(f"{GUNICORN_CMD_ARGS}: {message}", source=GUNICORN_CMD_ARGS)
+
+    parser = config.parser()
+    parser.error = refuse  # gunicorn's parser is plain argparse: it would print and exit
+    try:
+        words = shlex.split(command_line)
+    except ValueError as error:  # an unclosed quote
+        refuse(str(error))
+    parsed = vars(parser.parse_args(words))
+    if parsed.pop("args"):
+        refuse("names an app; ollama-default serve serves its own (run gunicorn for another)")
+    given: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    location = parsed.pop("config", None)
+    if location:
+        where = f"gunicorn config file {location!r} (from {GUNICORN_CMD_ARGS})"
+        try:
+            if location.startswith("python:"):
+                namespace = vars(importlib.import_module(location[len("python:") :]))
+            else:
+                namespace = runpy.run_path(location.removeprefix("file:"))
+        except Exception as error:  # the file is Python: anything can go wrong in it
+            raise ConfigError(f"{where} cannot be loaded: {error}", source=where) from None
+        given.update({key: value for key, value in namespace.items() if key in config.settings})
+        sources.update(dict.fromkeys(given, where))
+    for key, value in parsed.items():
+        if value is not None:
+            given[key] = value
+            sources[key] = GUNICORN_CMD_ARGS
+    return given, sources
+
+
+def _option_error(key: str, source: str, message: str) -> ConfigError:
+    where = "" if source in (DEFAULT_SOURCE, flag_name(key)) else f" (set by {source})"
+    return ConfigError(f"{message}{where}", key=key, source=source)
+
+
+def normalise_address(address: str) -> str:
+    """Return a gunicorn ``--bind`` address in full, with port 8080 where none is given.
+
+    Accepts ``HOST:PORT``, ``HOST``, ``[IPV6]:PORT``, ``[IPV6]``, ``tcp://`` before any of
+    these, ``unix:PATH`` and ``fd://N`` (gunicorn's forms).
+
+    :raises ValueError: saying what is wrong and what to give instead.
+    """
+    problem = f"--bind {address!r}"
+    example = f"give HOST:PORT, such as 127.0.0.1:{DEFAULT_PORT}"
+    if re.match(r"unix:(//)?", address):
+        if not re.split(r"unix:(//)?", address)[-1]:
+            raise ValueError(f"{problem} names no socket file: give unix:/PATH/TO/SOCKET")
+        return address
+    if address.startswith("fd://"):
+        number = address[len("fd://") :]
+        if not number.isdigit():
+            raise ValueError(f"{problem}: {number!r} is not a file descriptor number")
+        try:
+            os.fstat(int(number))
+        except OSError:
+            raise ValueError(f"{problem}: file descriptor {number} is not open") from None
+        return address
+    rest = address.removeprefix("tcp://")
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{problem}: {host!r} is not an IPv6 address") from None
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError(f"{problem} is not an address: give [IPV6]:PORT, such as [::1]:8080")
+        port = _port(problem, tail[1:]) if tail else DEFAULT_PORT
+        return f"[{host}]:{port}"
+    if rest.count(":") > 1:
+        raise ValueError(f"{problem}: put an IPv6 address in brackets, such as [::1]:8080")
+    host, colon, port_text = rest.partition(":")
+    if not host and not colon:
+        raise ValueError(f"{problem} is empty: {example}")
+    port = _port(problem, port_text) if colon else DEFAULT_PORT
+    return f"{host}:{port}"
+
+
+def _port(problem: str, text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(
+            f"{problem}: {text!r} is not a port number from 1 to 65535 "
+            f"(give HOST:PORT, such as 127.0.0.1:{DEFAULT_PORT})"
+        )
+    return int(text)
+
+
+def listen_problem(address: str) -> str | None:
+    """Return why ``serve`` cannot listen at ``address`` (normalised), or None if it can.
+
+    Binds a socket there and closes it, as gunicorn binds (``SO_REUSEADDR``), so that a
+    port in use is one line at once, not gunicorn's five retries a second apart.
+    """
+    if address.startswith(("unix:", "fd://")):
+        return None  # a socket file gunicorn replaces; a socket already bound
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    cannot = f"cannot listen on {address}"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except socket.gaierror as error:
+        return (
+            f"{cannot}: host {host!r} is not known ({error.strerror}); give an address "
+            "such as 127.0.0.1, or 0.0.0.0 for every interface"
+        )
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return (
+                f"{cannot}: the address is already in use; stop what listens there, "
+                "or give another port with --bind"
+            )
+        if error.errno == errno.EACCES:
+            return (
+                f"{cannot}: permission denied (ports below 1024 need privileges); "
+                "give a port from 1024 up with --bind"
+            )
+        if error.errno == errno.EADDRNOTAVAIL:
+            return (
+                f"{cannot}: no network interface has this address; give one of this "
+                "machine's addresses, 127.0.0.1, or 0.0.0.0 for every interface"
+            )
+        return f"{cannot}: {error.strerror or error}"
+    return None
+
+
+def demo_reason(
+    *,
+    demo: bool,
+    fallback_demo: bool,
+    settings: Settings,
+    sources: Mapping[str, str],
+    ollama_answers: Callable[[], bool],
+) -> str | None:
+    """Say why ``serve`` serves the demo backend, or return None: it forwards to the upstream.
+
+    ``--demo`` always does. ``--fallback-demo`` does only when nothing is configured (no
+    aliases, no upstream from any source) and nothing answers at the default upstream, so
+    a configured proxy forwards (and answers 502 while Ollama is down). Decided once, at
+    start-up.
+
+    :param ollama_answers: whether something answers at the default upstream; asked only
+        when the answer decides.
+    """
+    if demo:
+        return "as asked (--demo)"
+    if not fallback_demo or settings.aliases or sources["upstream"] != DEFAULT_SOURCE:
+        return None
+    if ollama_answers():
+        return None
+    return (
+        f"nothing is configured and no Ollama answers at {DEFAULT_UPSTREAM}; start Ollama "
+        "and restart to forward to it"
+    )
+
+
+def log_start_up_warnings(settings: Settings, *, demo: str | None) -> None:
+    """Warn, once in the master, about a proxy that may not do what its operator expects.
+
+    :param demo: why the demo backend is served (:func:`demo_reason`), or None.
+    """
+    if demo is not None:
+        _log.warning("ollama-default: serving the built-in demo backend: %s", demo)
+    elif not settings.aliases:
+        _log.warning(
+            "ollama-default: no aliases configured: requests pass through to %s unchanged, and "
+            "one that names no model gets Ollama's own error 'model is required'",
+            settings.upstream,
+        )
+        _log.warning("ollama-default: %s", ADD_ALIAS_HINT)
 
 
 def is_answering(url: str) -> bool:
@@ -133,8 +593,12 @@ def is_answering(url: str) -> bool:
         return False
 
 
-def check(settings: Settings) -> int:
-    """Print each alias, its target, and whether the upstream has it installed and loaded.
+# --------------------------------------------------------------------------------------
+# check
+
+
+def check(loaded: LoadedSettings) -> int:
+    """Print the settings and where each came from, then each alias and its target's state.
 
     Exits 1 when the upstream cannot be reached or a target is not installed.
     """
@@ -142,38 +606,159 @@ def check(settings: Settings) -> int:
     # patch ssl after the fork, and urllib3 imported in the master would hold unpatched ssl.
     import requests
 
+    settings, sources = loaded
+    print("settings:")
+    _print_table(_settings_rows(settings, sources), indent="  ")
+    print()
+    upstream = settings.upstream
+    installed: dict[str, str] | None = None
+    loaded_keys: dict[str, str] | None = None
     try:
         with requests.Session() as session:
-            installed = _listed(session, settings.upstream + "/api/tags")
-            loaded = _listed(session, settings.upstream + "/api/ps")
-    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
-        print(f"ollama-default: upstream {settings.upstream} cannot be checked: {error}",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    print(f"upstream {settings.upstream}: reachable")
+            listed = _listed(session, upstream, "/api/tags")
+            installed, loaded_keys = listed, _listed(session, upstream, "/api/ps")
+    except requests.RequestException as error:
+        installed = None
+        _fail(EXIT_FAILURE, _unreachable(upstream, error))
+    except _NotOllama as error:
+        installed = None
+        _fail(EXIT_FAILURE, f"upstream {upstream} {error}: is it Ollama? Set --upstream to it")
+    else:
+        print(f"upstream {upstream}: reachable, {len(installed)} models installed, "
+              f"{len(loaded_keys)} loaded")  # fmt: skip
     if not settings.aliases:
-        print("no aliases configured")
+        print(f"no aliases configured: {ADD_ALIAS_HINT}")
+        return EXIT_OK if installed is not None else EXIT_FAILURE
     default = settings.alias_table.default
     rows = [("alias", "target", "installed", "loaded")]
     for alias, target in settings.aliases.items():
         key = name_key(target)
         shown = f"{alias} (default)" if default and alias == default.alias else alias
-        rows.append((shown, target, _yes(key in installed), _yes(key in loaded)))
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    for row in rows if settings.aliases else []:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    missing = [t for t in settings.aliases.values() if name_key(t) not in installed]
-    return 1 if missing else 0
+        rows.append((shown, target, _yes(key, installed), _yes(key, loaded_keys)))
+    _print_table(rows)
+    if installed is None:
+        return EXIT_FAILURE
+    findings = [*_missing_targets(settings, installed), *_hidden_models(settings, installed)]
+    if findings:
+        print()
+        print(*findings, sep="\n")
+    missing = any(name_key(target) not in installed for target in settings.aliases.values())
+    return EXIT_FAILURE if missing else EXIT_OK
 
 
-def _listed(session: requests.Session, url: str) -> set[str]:
-    response = session.get(url, timeout=CHECK_TIMEOUT_S)
-    response.raise_for_status()
-    return {name_key(model["name"]) for model in response.json()["models"]}
+def _settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, ...]]:
+    sources = dict(sources)
+    default = settings.alias_table.default
+    shown = {
+        "upstream": settings.upstream,
+        "aliases": ", ".join(settings.aliases) or "none",
+        "default": default.alias if default else "none",
+        "prefix": settings.prefix or "none",
+    }
+    if default is not None and settings.default is None:
+        shown["default"] += " (the only alias)"
+        sources["default"] = sources["aliases"]
+    # Every other setting something set, too.
+    for key, source in sources.items():
+        if key not in shown and source != DEFAULT_SOURCE:
+            shown[key] = _shown(getattr(settings, key))
+    rows: list[tuple[str, ...]] = []
+    for key, value in shown.items():
+        source = sources[key]
+        rows.append((key, value, "(default)" if source == DEFAULT_SOURCE else f"(from {source})"))
+    return rows
 
 
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
+class _NotOllama(Exception):
+    """The upstream answered, but not as Ollama does."""
+
+
+def _listed(session: requests.Session, upstream: str, path: str) -> dict[str, str]:
+    """Return name key -> name for the models ``path`` lists."""
+    response = session.get(upstream + path, timeout=CHECK_TIMEOUT_S)
+    if not response.ok:
+        raise _NotOllama(f"answered {path} with {response.status_code} {response.reason}")
+    try:
+        return {name_key(model["name"]): model["name"] for model in response.json()["models"]}
+    except (ValueError, KeyError, TypeError):
+        raise _NotOllama(f"answered {path} with something that is not a list of models") from None
+
+
+def _unreachable(upstream: str, error: Exception) -> str:
+    import requests
+
+    if isinstance(error, requests.Timeout):
+        why = f"no answer within {CHECK_TIMEOUT_S:g} s"
+    else:
+        why = _root_cause(error)
+    return (
+        f"upstream {upstream} is not answering ({why}): start Ollama, or set --upstream to "
+        "where it runs"
+    )
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost reason requests (over urllib3) gives for a failed connection."""
+    # requests.ConnectionError(MaxRetryError) -> .reason NewConnectionError -> __cause__
+    # ConnectionRefusedError, or NameResolutionError -> __cause__ socket.gaierror.
+    current: BaseException | None = error
+    innermost = error
+    for _ in range(10):  # a chain is a few links; never loop on a cycle
+        if current is None:
+            break
+        innermost = current
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return f"host not known: {current.strerror}"
+        reason = getattr(current, "reason", None)
+        first = current.args[0] if current.args else None
+        current = next(
+            (link for link in (reason, first, current.__cause__, current.__context__)
+             if isinstance(link, BaseException)),
+            None,
+        )  # fmt: skip
+    if isinstance(innermost, OSError) and innermost.strerror:
+        return innermost.strerror
+    return str(innermost) or type(innermost).__name__
+
+
+def _missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[str]:
+    lines = []
+    for alias, target in settings.aliases.items():
+        if name_key(target) in installed:
+            continue
+        line = f"{alias}: {target!r} is not installed: run ollama pull {target}"
+        close = difflib.get_close_matches(target, sorted(installed.values()), n=3)
+        if close:
+            line += f" (installed models with close names: {', '.join(close)})"
+        lines.append(line)
+    return lines
+
+
+def _hidden_models(settings: Settings, installed: Mapping[str, str]) -> list[str]:
+    lines = []
+    for alias, target in settings.aliases.items():
+        model = installed.get(name_key(alias))
+        if model is not None:
+            lines.append(
+                f"alias {alias!r} hides the installed model {model}: clients asking for it "
+                f"get {target!r} instead"
+            )
+    return lines
+
+
+def _yes(key: str, keys: Mapping[str, str] | None) -> str:
+    if keys is None:
+        return "?"
+    return "yes" if key in keys else "no"
+
+
+def _print_table(rows: Sequence[Sequence[str]], indent: str = "") -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(indent + "  ".join(cells).rstrip())
 
 
 if __name__ == "__main__":

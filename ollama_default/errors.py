@@ -9,7 +9,20 @@ from __future__ import annotations
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot work; the message is one line naming key and value."""
+    """A configuration that cannot work; the message is one line naming key and value.
+
+    The key and where it was set are attributes too, so a caller can add or show them
+    without reading the message.
+
+    :param key: the setting at fault (``upstream``, ``aliases``), when there is one.
+    :param source: where that value was set: ``--upstream``, ``OLLAMA_DEFAULT_UPSTREAM``,
+        ``config file '/etc/ollama-default.toml'``; None when not known.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.source = source
 
 
 class RequestError(Exception):

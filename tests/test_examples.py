@@ -78,8 +78,8 @@ def unit() -> configparser.ConfigParser:
     return config
 
 
-def the_command(argv: list[str]) -> tuple[str, str]:
-    """The subcommand and bind address of an ``ollama-default`` command line."""
+def the_command(argv: list[str]) -> tuple[str, list[str]]:
+    """The subcommand and bind addresses of an ``ollama-default`` command line."""
     script, *args = argv
     assert Path(script).name in console_scripts()
     parsed = _parser().parse_args(args)  # exits (SystemExit) on an unknown option
@@ -136,7 +136,7 @@ def test_the_dockerfile_serves_the_exposed_port_as_a_user_it_makes() -> None:
     (exposed,) = arguments("EXPOSE")
     command, bind = the_command(json.loads(cmd))
     assert command == "serve"
-    assert bind == f"0.0.0.0:{exposed}"
+    assert bind == [f"0.0.0.0:{exposed}"]
     assert user not in ("root", "0")
     assert any(
         shlex.split(part)[:1] == ["useradd"] and shlex.split(part)[-1] == user
@@ -158,7 +158,7 @@ def test_the_unit_runs_the_console_script_the_install_steps_put_in_place() -> No
     service = unit()["Service"]
     argv = shlex.split(service["ExecStart"])
     assert argv[0] == f"{VENV}/bin/ollama-default"
-    assert the_command(argv) == ("serve", "0.0.0.0:8080")
+    assert the_command(argv) == ("serve", ["0.0.0.0:8080"])
     steps = [
         f"python3 -m venv {VENV}",
         f"{VENV}/bin/pip install '/path/to/clone[proxy]'",

@@ -164,9 +164,42 @@ def column_label(
     return [nodes.inline(rawtext, text, classes=["column-label"])], []
 
 
+class CliFlagsTable(_Table):
+    """``.. cli-flags:: serve``: a command's flags, from the one declaration ``--help`` uses."""
+
+    header = ("Flag", "Default", "Meaning")
+    widths = "34 20 46"
+    required_arguments = 1
+
+    def rows(self) -> list[tuple[str, ...]]:
+        import argparse
+
+        from ollama_default.cli import COMMAND_FLAGS
+
+        rows = []
+        for flag in COMMAND_FLAGS[self.arguments[0]]:
+            names = list(flag.names)
+            if flag.options.get("action") is argparse.BooleanOptionalAction:
+                names.append("--no-" + names[0][2:])
+            value = flag.options.get("metavar")
+            if value is None and "choices" in flag.options:
+                value = "{" + ",".join(flag.options["choices"]) + "}"
+            shown = ", ".join(f"``{name}``" for name in names)
+            if value:
+                shown = f"``{names[0]} {value}``" + "".join(f", ``{n}``" for n in names[1:])
+            # Flags and variables as literals (plain "--" would become a dash).
+            literal = r"(--[\w-]+|\bOLLAMA_DEFAULT_\w+|\bGUNICORN_CMD_ARGS\b)"
+            meaning = re.sub(literal, r"``\1``", flag.meaning)
+            origin = re.sub(literal, r"``\1``", flag.origin.removeprefix("env "))
+            also = f"also {origin}" if origin else ""
+            rows.append((_stacked(shown, also), f"``{flag.default}``", meaning))
+        return rows
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_role("column-label", column_label)
     app.add_directive("endpoint-table", EndpointTable)
     app.add_directive("bad-input-table", BadInputTable)
     app.add_directive("settings-table", SettingsTable)
+    app.add_directive("cli-flags", CliFlagsTable)
     return {"parallel_read_safe": True}
