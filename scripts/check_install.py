@@ -84,7 +84,8 @@ def check_all(tmp: Path) -> None:
     with step(f"bare: pip install {wheel.name}"):
         python = make_venv(tmp / "bare", str(wheel))
     with step("bare: DefaultModel wraps a WSGI app and renames the model both ways"):
-        print("  " + run([str(python), "-I", __file__, "--round-trip"], cwd=tmp).strip())
+        this_file = str(Path(__file__).resolve())
+        print("  " + run([str(python), "-I", this_file, "--round-trip"], cwd=tmp).strip())
     with step(f"proxy: pip install '{wheel.name}[proxy]'"):
         python = make_venv(tmp / "proxy", f"{wheel}[proxy]")
     with step("proxy: ollama-default serve --demo answers, then stops on SIGTERM"):
