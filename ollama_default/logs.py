@@ -107,7 +107,7 @@ def startup_summary(
     :param workers: how many workers of which kind serve, or None when unknown.
     """
     if demo is not None:
-        backend = f"serving the built-in demo backend ({demo})"
+        backend = f"serving the built-in demo backend: {demo}"
     else:
         state = {True: " (answering)", False: " (not answering yet)", None: ""}[upstream_answers]
         backend = f"forwarding to {settings.upstream}{state}"

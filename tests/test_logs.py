@@ -255,7 +255,7 @@ def test_the_startup_summary_names_version_upstream_aliases_prefix_and_workers()
     assert lines[2] == "prefix: /llm; workers: 2 x gevent"
     assert lines[3] == "access log: on, text, to standard error; level info"
     demo = startup_summary(Settings(), upstream_answers=None, demo="as asked", workers=None)
-    assert demo[0].endswith(": serving the built-in demo backend (as asked)")
+    assert demo[0].endswith(": serving the built-in demo backend: as asked")
     assert demo[1] == "aliases: none"
 
 
