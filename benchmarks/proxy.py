@@ -25,7 +25,7 @@ It starts, all on 127.0.0.1:
   aliases does: how much of the proxy's cost is relaying at all, and how much rewriting.
   The targets are printed for them too, for comparison; only the proxy's are counted.
 
-gunicorn gets ``ollama_default.cli.SERVE_DEFAULTS`` (what ``ollama-default serve`` runs)
+gunicorn gets ``ollama_default.proxy.cli.SERVE_DEFAULTS`` (what ``ollama-default serve`` runs)
 with the worker class, workers, threads and worker connections of the command line. Clients
 send ``"model":"llmodel"``; every server must answer with ``"model":"llmodel"`` everywhere
 (the fake echoes what it is sent, the proxy restores the alias), and the replies are
@@ -1333,7 +1333,7 @@ def warm_up(pool: ClientPool, servers: Sequence[Server], args: argparse.Namespac
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from ollama_default.cli import SERVE_DEFAULTS
+    from ollama_default.proxy.cli import SERVE_DEFAULTS
 
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n", 1)[0],
@@ -1413,7 +1413,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 0 when every target was met, 1 otherwise."""
-    from ollama_default.cli import SERVE_DEFAULTS
+    from ollama_default.proxy.cli import SERVE_DEFAULTS
 
     args = _parse_args(argv)
     # What the command line sets is left out; the rest is what `ollama-default serve` runs.

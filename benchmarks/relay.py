@@ -4,9 +4,9 @@
 kept-alive sockets, and relays the reply as llhttp reads it: no rewriting, no header
 handling, no error handling, no timeouts. ``rewriting_app`` is the same relay plus the
 rewriting any proxy of aliases must do, with the package's own pure rules: the request's
-alias replaced by ``OLLAMA_DEFAULT_TARGET`` (:func:`~ollama_default.request_body.decide_json`),
+alias replaced by ``OLLAMA_DEFAULT_TARGET`` (:func:`~ollama_default.core.request_body.decide_json`),
 the alias restored in the reply through the package's own response plan
-(:func:`~ollama_default.rewriting.plan_response`: record by record in a stream, a JSON
+(:func:`~ollama_default.core.rewriting.plan_response`: record by record in a stream, a JSON
 document whole with its ``Content-Length`` set anew). Measured in the proxy's place
 (``benchmarks/proxy.py --relay`` does), they show how much of the proxy's cost is relaying
 at all (the HTTP client's sockets and parsing, in a gevent worker), how much the rewriting
@@ -32,12 +32,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ollama_default.aliases import AliasTable
-from ollama_default.endpoints import find_endpoint
-from ollama_default.framing import MAX_RECORD_BYTES
-from ollama_default.request_body import UNCHANGED, decide_json
-from ollama_default.response_body import NameRestorer
-from ollama_default.rewriting import ResponsePlan, plan_response
+from ollama_default.core.aliases import AliasTable
+from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.framing import MAX_RECORD_BYTES
+from ollama_default.core.request_body import UNCHANGED, decide_json
+from ollama_default.core.response_body import NameRestorer
+from ollama_default.core.rewriting import ResponsePlan, plan_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -5,7 +5,7 @@ Run from the project root::
     .venv/bin/python benchmarks/rewrite.py            # every scenario, best of 5
     .venv/bin/python benchmarks/rewrite.py --paths slow --repeat 3
 
-It feeds ``StreamRestorer`` (``ollama_default.response_body``) the response streams of
+It feeds ``StreamRestorer`` (``ollama_default.core.response_body``) the response streams of
 ``/api/chat`` (NDJSON) and ``/v1/chat/completions`` (SSE) for a request whose alias
 ``llmodel`` was routed to ``aya-expanse:8b-q8_0``, byte for byte as Ollama writes them
 (Go ``encoding/json``: compact, struct field order, ``<``, ``>`` and ``&`` escaped as
@@ -48,10 +48,10 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TypeVar
 
-from ollama_default.aliases import Route
-from ollama_default.endpoints import find_endpoint
-from ollama_default.request_body import Rename
-from ollama_default.response_body import NameRestorer, StreamRestorer
+from ollama_default.core.aliases import Route
+from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.request_body import Rename
+from ollama_default.core.response_body import NameRestorer, StreamRestorer
 
 ALIAS = "llmodel"
 TARGET = "aya-expanse:8b-q8_0"

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from .aliases import AliasTable, Route
-from .errors import ConfigError
+from .core.aliases import AliasTable, Route
+from .core.errors import ConfigError
 from .middleware import DefaultModel
 
 __version__ = "0.1.0.dev0"

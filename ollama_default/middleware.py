@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
-from .aliases import AliasTable
-from .endpoints import Body, Endpoint, find_endpoint
-from .errors import ConfigError, RequestError
-from .framing import MAX_RECORD_BYTES
-from .request_body import Decision, decide_json, decide_multipart, decide_name
-from .response_body import NameRestorer
-from .rewriting import Passthrough, ResponsePlan, plan_response
+from .core.aliases import AliasTable
+from .core.endpoints import Body, Endpoint, find_endpoint
+from .core.errors import ConfigError, RequestError
+from .core.framing import MAX_RECORD_BYTES
+from .core.request_body import Decision, decide_json, decide_multipart, decide_name
+from .core.response_body import NameRestorer
+from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
     MODEL_KEY,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .dialects import Dialect, error_body, status_line
-from .endpoints import dialect_for
-from .errors import RequestError
+from .core.dialects import Dialect, error_body, status_line
+from .core.endpoints import dialect_for
+from .core.errors import RequestError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

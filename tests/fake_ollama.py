@@ -51,7 +51,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.formparser import parse_form_data
 
-from ollama_default.model_names import ModelName, parse_name
+from ollama_default.core.names import ModelName, parse_name
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -20,7 +20,7 @@ import requests
 from fake_ollama import FakeOllama, serve
 from gunicorn_process import child_environment, start_server
 
-from ollama_default.cli import (
+from ollama_default.proxy.cli import (
     COMMAND_FLAGS,
     SERVE_DEFAULTS,
     demo_reason,
@@ -30,9 +30,9 @@ from ollama_default.cli import (
     main,
     normalise_address,
 )
-from ollama_default.settings import DEFAULT_UPSTREAM, Settings, load_settings_with_sources
+from ollama_default.proxy.config import DEFAULT_UPSTREAM, Settings, load_settings_with_sources
 
-SERVE = [sys.executable, "-m", "ollama_default.cli", "serve"]
+SERVE = [sys.executable, "-m", "ollama_default.proxy.cli", "serve"]
 #: How long a server-level mistake may take to be reported, from the process's start.
 MISTAKE_S = 2.0
 #: How long ``serve`` may take to stop once signalled.
@@ -314,10 +314,10 @@ def test_serve_without_aliases_warns_how_to_add_one(caplog: pytest.LogCaptureFix
         log_start_up_warnings(Settings(upstream="http://gpu:11434"), demo=None)
         log_start_up_warnings(Settings(aliases={"llmodel": "qwen3:4b"}), demo=None)
     assert [(record.name, record.getMessage()) for record in caplog.records] == [
-        ("ollama_default.cli", "ollama-default: no aliases configured: requests pass through to "
-         "http://gpu:11434 unchanged, and one that names no model gets Ollama's own error "
-         "'model is required'"),
-        ("ollama_default.cli", "ollama-default: add one with --alias llmodel=MODEL (or "
+        ("ollama_default.proxy.cli",
+         "ollama-default: no aliases configured: requests pass through to http://gpu:11434 "
+         "unchanged, and one that names no model gets Ollama's own error 'model is required'"),
+        ("ollama_default.proxy.cli", "ollama-default: add one with --alias llmodel=MODEL (or "
          "OLLAMA_DEFAULT_ALIAS with OLLAMA_DEFAULT_TARGET, or [aliases] in the config file); "
          "'ollama list' shows the installed models"),
     ]  # fmt: skip
@@ -457,7 +457,7 @@ def test_serve_runs_the_proxy_in_front_of_the_upstream(
     assert fake.requests[-1].json["model"] == "aya-expanse:8b-q8_0"
     assert {line["model"] for line in lines} == {"llmodel"}
     stderr = server.stderr()
-    assert "Using worker: ollama_default.gevent_worker.GeventWorker" in stderr
+    assert "Using worker: ollama_default.proxy.gunicorn.GeventWorker" in stderr
     assert "no aliases configured" not in stderr
     # The gevent worker patches ssl after the fork; nothing in the master may hold it first.
     assert "MonkeyPatchWarning" not in stderr

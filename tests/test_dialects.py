@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ollama_default.dialects import Dialect, cut_stream_record, error_body
+from ollama_default.core.dialects import Dialect, cut_stream_record, error_body
 
 
 @pytest.mark.parametrize(

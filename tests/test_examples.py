@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ollama_default.cli import _parser
-from ollama_default.settings import ENV_PREFIX, load_settings
+from ollama_default.proxy.cli import _parser
+from ollama_default.proxy.config import ENV_PREFIX, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

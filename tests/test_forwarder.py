@@ -18,7 +18,7 @@ import trustme
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
-from ollama_default.forwarder import Forwarder, _send
+from ollama_default.proxy.forwarder import Forwarder, _send
 
 TIMEOUT_S = 10.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"

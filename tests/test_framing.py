@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ollama_default.framing import NdjsonSplitter, SseSplitter
+from ollama_default.core.framing import NdjsonSplitter, SseSplitter
 
 
 def test_ndjson_lines_come_out_as_soon_as_they_end() -> None:

@@ -8,13 +8,13 @@ import socket
 import httptools
 import pytest
 
-from ollama_default.http11 import (
+from ollama_default.proxy.http11 import (
     MAX_HEAD_BYTES,
     ResponseReader,
     UpstreamError,
     encode_request_head,
 )
-from ollama_default.pool import ConnectionPool, is_open
+from ollama_default.proxy.pool import ConnectionPool, is_open
 
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"

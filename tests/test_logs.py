@@ -25,9 +25,10 @@ from test_forwarder import scripted
 from webtest import TestApp
 
 from ollama_default import ConfigError, DefaultModel
-from ollama_default.forwarder import Forwarder
-from ollama_default.logs import AccessLog, JsonFormatter, configure_logging, startup_summary
-from ollama_default.settings import Settings
+from ollama_default.ops.access_log import AccessLog
+from ollama_default.proxy.config import Settings
+from ollama_default.proxy.forwarder import Forwarder
+from ollama_default.proxy.logs import JsonFormatter, configure_logging, startup_summary
 
 ALIAS, TARGET = "llmodel", "aya-expanse:8b-q8_0"
 LINE = b'{"model":"aya-expanse:8b-q8_0","response":"hi","done":false}\n'
@@ -255,7 +256,7 @@ def test_the_startup_summary_names_version_upstream_aliases_prefix_and_workers()
     assert lines[2] == "prefix: /llm; workers: 2 x gevent"
     assert lines[3] == "access log: on, text, to standard error; level info"
     demo = startup_summary(Settings(), upstream_answers=None, demo="as asked", workers=None)
-    assert demo[0].endswith(": serving the built-in demo backend: as asked")
+    assert demo[0].endswith(": serving the built-in demo backend")
     assert demo[1] == "aliases: none"
 
 
@@ -272,7 +273,8 @@ def fake_url() -> Iterator[str]:
 def run_proxy(
     settings: dict[str, str], tmp_path: Path
 ) -> contextlib.AbstractContextManager[GunicornProcess]:
-    options = ("--worker-class", "gevent", "--workers", "2")
+    # serve's gunicorn configuration: its hook logs the summary, once, in the master.
+    options = ("-c", "python:ollama_default.proxy.gunicorn", "--workers", "2")
     return run_gunicorn(settings, log_dir=tmp_path, options=options)
 
 
@@ -297,8 +299,9 @@ def test_gunicorn_logs_each_request_once_with_alias_model_and_reason(
     [refused] = [line for line in access if '"POST /api/chat" 400' in line]
     assert "[WARNING]" in refused and 'error="invalid JSON in request body' in refused
     summary = [line for line in lines if "] ollama_default: ollama-default " in line]
-    assert len(summary) == 1  # the first worker says it, not each one
-    assert f"forwarding to {fake_url}" in summary[0]
+    assert len(summary) == 1  # the master says it, not each worker
+    assert f"forwarding to {fake_url} (answering)" in summary[0]
+    assert any("workers: 2 x ollama_default.proxy.gunicorn.GeventWorker" in x for x in lines)
     assert not any("gunicorn.error" in line or "Traceback" in line for line in lines)
 
 
@@ -319,4 +322,4 @@ def test_gunicorn_writes_json_lines_to_the_log_file(tmp_path: Path) -> None:
     assert failure["level"] == "warning"
     assert (failure["status"], failure["alias"], failure["model"]) == (502, ALIAS, TARGET)
     assert failure["error"] == f"upstream {url} is unreachable: connection refused"
-    assert "ollama_default" not in proxy.stderr()  # all of it went to the file
+    assert "] ollama_default" not in proxy.stderr()  # all of it went to the file

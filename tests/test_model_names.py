@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_default.model_names import ModelName, name_key, parse_name
+from ollama_default.core.names import ModelName, name_key, parse_name
 
 
 @pytest.mark.parametrize(

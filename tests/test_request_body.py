@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import encode_multipart
 
-from ollama_default.aliases import AliasTable
-from ollama_default.endpoints import find_endpoint
-from ollama_default.errors import RequestError
-from ollama_default.gojson import UTF8_SCALAR, encode, serialised
-from ollama_default.request_body import (
+from ollama_default.core.aliases import AliasTable
+from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.errors import RequestError
+from ollama_default.core.gojson import UTF8_SCALAR, encode, serialised
+from ollama_default.core.request_body import (
     _decide_parsed,
     _decide_spliced,
     decide_json,

@@ -11,10 +11,10 @@ from fake_ollama import go_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ollama_default.aliases import Route
-from ollama_default.endpoints import find_endpoint
-from ollama_default.request_body import Rename
-from ollama_default.response_body import NameRestorer, StreamRestorer
+from ollama_default.core.aliases import Route
+from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.request_body import Rename
+from ollama_default.core.response_body import NameRestorer, StreamRestorer
 
 TARGET = "aya-expanse:8b-q8_0"
 

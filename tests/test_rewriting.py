@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_default.aliases import Route
-from ollama_default.endpoints import find_endpoint
-from ollama_default.request_body import Rename
-from ollama_default.response_body import NameRestorer
-from ollama_default.rewriting import (
+from ollama_default.core.aliases import Route
+from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.request_body import Rename
+from ollama_default.core.response_body import NameRestorer
+from ollama_default.core.rewriting import (
     DocumentRewrite,
     Passthrough,
     ResponsePlan,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ollama_default import ConfigError
-from ollama_default.settings import (
+from ollama_default.proxy.config import (
     DEFAULT_UPSTREAM,
     ENV_VARIABLES,
     Settings,

@@ -1,8 +1,8 @@
 """Tables generated from the code and the tests, so the docs cannot drift from either.
 
-``.. endpoint-table::`` renders :data:`ollama_default.endpoints.ENDPOINTS`;
+``.. endpoint-table::`` renders :data:`ollama_default.core.endpoints.ENDPOINTS`;
 ``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs;
-``.. settings-table::`` renders :class:`ollama_default.settings.Settings`, its defaults as a
+``.. settings-table::`` renders :class:`ollama_default.proxy.config.Settings`, its defaults as a
 person would type them in TOML.
 """
 
@@ -20,8 +20,8 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from ollama_default.endpoints import ENDPOINTS, Field, ResponseFields
-from ollama_default.settings import ENV_PREFIX, Settings
+from ollama_default.core.endpoints import ENDPOINTS, Field, ResponseFields
+from ollama_default.proxy.config import ENV_PREFIX, Settings
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 
@@ -174,7 +174,7 @@ class CliFlagsTable(_Table):
     def rows(self) -> list[tuple[str, ...]]:
         import argparse
 
-        from ollama_default.cli import COMMAND_FLAGS
+        from ollama_default.proxy.cli import COMMAND_FLAGS
 
         rows = []
         for flag in COMMAND_FLAGS[self.arguments[0]]:

@@ -1,147 +1,28 @@
-"""The package's log: one line per request, a start-up summary, and where they go.
+"""The access log: one line per request, written when its response has ended.
 
-Everything logs under the logger ``ollama_default`` (the access log under
-``ollama_default.access``), never under gunicorn's, so an operator can route, silence or
-ship it on its own. :func:`configure_logging` gives that logger its level, destination
-and format (readable text, or one JSON object per line for log shippers) from the
-settings; :class:`AccessLog` is a WSGI middleware that writes one line per request.
+A WSGI middleware usable around any app: :class:`AccessLog` reads what
+:class:`~ollama_default.DefaultModel` and the proxy's pieces left in ``environ`` (the alias,
+the model, why a request was refused or failed), so it parses nothing again. Lines go to
+the logger ``ollama_default.access``; :func:`ollama_default.proxy.logs.configure_logging`
+(or any logging setup) says where they end up and in which format.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
-import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import ConfigError
-from .response_body import STREAM_MEDIA_TYPES
-from .wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY
+from ..core.response_body import STREAM_MEDIA_TYPES
+from ..wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .settings import Settings
-
-LOGGER_NAME = "ollama_default"
 #: The logger of :class:`AccessLog`.
-access_logger = logging.getLogger(LOGGER_NAME + ".access")
-_log = logging.getLogger(LOGGER_NAME)
-
-# gunicorn's own error-log layout, so that both read as one log.
-_TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-_TEXT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, pid, message, and the event's fields.
-
-    An access line carries its fields (``method``, ``path``, ``status``, ``alias``,
-    ``model``, ``duration_ms``, ``bytes``, ``ttfb_ms``, ``client``, ``error``) as members,
-    so a log shipper needs no parsing.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        document.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, ensure_ascii=False)
-
-
-# The handler configure_logging installed, replaced (not added to) when it is called again.
-_installed: list[logging.Handler] = []
-
-
-def configure_logging(settings: Settings) -> None:
-    """Send the package's log where ``settings`` say, at their level, in their format.
-
-    Calling it again replaces what the previous call set up.
-
-    :raises ConfigError: when the log file cannot be opened for appending.
-    """
-    logger = logging.getLogger(LOGGER_NAME)
-    handler: logging.Handler
-    if settings.log_file == "-":
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        try:
-            # Watched: reopened when logrotate moves the file away.
-            handler = logging.handlers.WatchedFileHandler(settings.log_file)
-        except OSError as error:
-            raise ConfigError(
-                f"log_file {settings.log_file!r} cannot be opened: {error.strerror}",
-            ) from None
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT, _TEXT_DATE_FORMAT))
-    while _installed:
-        old = _installed.pop()
-        logger.removeHandler(old)
-        old.close()
-    _installed.append(handler)
-    logger.addHandler(handler)
-    logger.setLevel(settings.log_level.upper())
-    logger.propagate = False
-
-
-def startup_summary(
-    settings: Settings, *, upstream_answers: bool | None, demo: str | None, workers: str | None
-) -> list[str]:
-    """Return the lines the proxy logs when it starts.
-
-    :param upstream_answers: whether the upstream accepted a connection (None: not tried).
-    :param demo: why the demo backend is served instead of the upstream, or None.
-    :param workers: how many workers of which kind serve, or None when unknown.
-    """
-    if demo is not None:
-        backend = f"serving the built-in demo backend: {demo}"
-    else:
-        state = {True: " (answering)", False: " (not answering yet)", None: ""}[upstream_answers]
-        backend = f"forwarding to {settings.upstream}{state}"
-    default = settings.default if settings.default is not None else None
-    if default is None and len(settings.aliases) == 1:
-        default = next(iter(settings.aliases))
-    aliases = ", ".join(
-        f"{alias} -> {target}" + (" (default)" if alias == default else "")
-        for alias, target in settings.aliases.items()
-    )
-    access = "off"
-    if settings.access_log:
-        where = "standard error" if settings.log_file == "-" else settings.log_file
-        access = f"on, {settings.log_format}, to {where}"
-    return [
-        f"ollama-default {__version__}: {backend}",
-        f"aliases: {aliases or 'none'}",
-        f"prefix: {settings.prefix or 'none'}; workers: {workers or 'unknown'}",
-        f"access log: {access}; level {settings.log_level}",
-    ]
-
-
-def log_startup(
-    settings: Settings,
-    *,
-    upstream_answers: bool | None,
-    demo: str | None = None,
-    workers: str | None = None,
-) -> None:
-    """Log :func:`startup_summary` at INFO."""
-    for line in startup_summary(
-        settings, upstream_answers=upstream_answers, demo=demo, workers=workers
-    ):
-        _log.info(line)
+access_logger = logging.getLogger("ollama_default.access")
 
 
 class AccessLog:

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .aliases import AliasTable
-from .errors import ConfigError
-from .framing import MAX_RECORD_BYTES
-from .middleware import MAX_BODY_BYTES
+from ..core.aliases import AliasTable
+from ..core.errors import ConfigError
+from ..core.framing import MAX_RECORD_BYTES
+from ..middleware import MAX_BODY_BYTES
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,12 +24,12 @@ import httptools
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wsgi import get_input_stream
 
-from .dialects import cut_stream_record
-from .endpoints import dialect_for
-from .errors import RequestError
+from ..core.dialects import cut_stream_record
+from ..core.endpoints import dialect_for
+from ..core.errors import RequestError
+from ..wsgi import ERROR_KEY, content_length, respond_error, short_body
 from .http11 import ResponseReader, UpstreamError, connection_tokens, encode_request_head
 from .pool import ConnectionPool
-from .wsgi import ERROR_KEY, content_length, respond_error, short_body
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

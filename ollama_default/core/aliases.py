@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .model_names import name_key, parse_name
+from .names import name_key, parse_name
 
 
 @dataclass(frozen=True)

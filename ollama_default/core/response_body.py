@@ -24,7 +24,7 @@ from json.decoder import scanstring  # type: ignore[attr-defined]
 from .aliases import Route
 from .endpoints import Field, ResponseFields
 from .framing import MAX_RECORD_BYTES, NdjsonSplitter, SseSplitter, is_single_line_event
-from .model_names import DEFAULT_TAG, name_key, parse_name
+from .names import DEFAULT_TAG, name_key, parse_name
 from .request_body import Rename
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")

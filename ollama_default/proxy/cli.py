@@ -6,7 +6,7 @@ a mistake in the command line or the configuration. Every failure is one line on
 error that says what is wrong and how to fix it.
 
 Settings come from flags, the environment and a TOML file, in that order
-(:mod:`ollama_default.settings`); gunicorn's own settings from ``serve``'s flags,
+(:mod:`ollama_default.proxy.config`); gunicorn's own settings from ``serve``'s flags,
 ``GUNICORN_CMD_ARGS`` and this module's :data:`SERVE_DEFAULTS`, in that order.
 """
 
@@ -31,13 +31,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
-from . import __version__
-from .demo import DEMO_MODELS, demo_backend
-from .errors import ConfigError
-from .logs import configure_logging, log_startup
-from .model_names import name_key
-from .server import build_app
-from .settings import (
+from .. import __version__
+from ..core.errors import ConfigError
+from ..core.names import name_key
+from ..demo import DEMO_MODELS, demo_backend
+from .compose import build_app
+from .config import (
     CHOICES,
     CONFIG_VARIABLE,
     DEFAULT_SOURCE,
@@ -49,6 +48,7 @@ from .settings import (
     load_settings_with_sources,
     setting_default,
 )
+from .logs import configure_logging, log_startup
 
 if TYPE_CHECKING:
     import requests
@@ -70,7 +70,7 @@ SERVE_DEFAULTS: dict[str, Any] = {
     "bind": f"127.0.0.1:{DEFAULT_PORT}",
     "workers": 2,
     # gunicorn's gevent worker, stopping at once when no request is in flight.
-    "worker_class": "ollama_default.gevent_worker.GeventWorker",
+    "worker_class": "ollama_default.proxy.gunicorn.GeventWorker",
     "worker_connections": 1000,
     "keepalive": 75,
     "graceful_timeout": 60,

@@ -1,0 +1,105 @@
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, DefaultModel,
+backend. Composition only: each piece does its own job.
+
+The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
+``ollama-default serve --demo``, the built-in demo backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from ..core.errors import RequestError
+from ..middleware import DefaultModel
+from ..ops.access_log import AccessLog
+from ..wsgi import respond_error
+from .config import Settings, load_settings
+from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
+from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+def build_app(
+    settings: Settings,
+    backend: WSGIApplication | None = None,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> WSGIApplication:
+    """Return the proxy for ``settings``, in front of ``backend`` or the upstream.
+
+    :param max_connections: keep-alive connections kept to the upstream; as many as the
+        worker serves requests at once, so none is thrown away after use.
+    """
+    if backend is None:
+        backend = Forwarder(
+            settings.upstream,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            max_connections=max_connections,
+        )
+    app: WSGIApplication = DefaultModel(
+        backend,
+        mapping=settings.aliases,
+        default=settings.default,
+        max_body_bytes=settings.max_body_bytes,
+        max_record_bytes=settings.max_record_bytes,
+    )
+    if settings.prefix:
+        # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
+        app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})
+    if settings.access_log:
+        app = AccessLog(app)  # outermost: it sees every request, refused ones too
+    return app
+
+
+def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer 404 for a path outside the prefix, in the client's error shape."""
+    message = f"{environ.get('PATH_INFO', '')} is not under this proxy's prefix"
+    return respond_error(environ, start_response, RequestError(404, message))
+
+
+#: What to run instead of a server that serves one request at a time (see docs/proxy.rst).
+RECOMMENDED_COMMAND = "ollama-default serve"
+_log = logging.getLogger("ollama_default")
+
+
+def app_from_environment(environ: Mapping[str, str]) -> WSGIApplication:
+    """Return the proxy the ``OLLAMA_DEFAULT_*`` variables (and the file they name) describe,
+    with the package's log set up as they say.
+
+    :raises ConfigError: for any problem, in one line naming the key and the value.
+    """
+    settings = load_settings(environ)
+    configure_logging(settings)
+    return _SerialServerCheck(build_app(settings))
+
+
+class _SerialServerCheck:
+    """Warns, on a worker's first request, when its server serves one request at a time.
+
+    gunicorn's default sync worker does (PEP 3333: ``wsgi.multithread`` false, and no event
+    loop behind it): each streaming reply then holds a whole worker for minutes. The
+    environ says so whatever the server, with no look at its internals.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self._checked = False
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._checked:
+            self._checked = True
+            if not environ.get("wsgi.multithread"):
+                _log.warning(
+                    "this server serves one request at a time per worker (gunicorn's sync "
+                    "worker?), so each streaming reply holds a whole worker; run %r instead, "
+                    "or gunicorn with --worker-class gevent --worker-connections 1000",
+                    RECOMMENDED_COMMAND,
+                )
+        return self.app(environ, start_response)
