@@ -10,9 +10,10 @@ its endpoint and recorded for the access log. The middleware records what it dec
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from .core.dialects import Dialect, error_body, status_line
+from .core.dialects import Dialect, error_body
 from .core.endpoints import dialect_for
 from .core.errors import RequestError
 
@@ -69,3 +70,8 @@ def content_length(environ: WSGIEnvironment) -> int | None:
 def short_body() -> RequestError:
     """The error for a body that ended before its ``Content-Length``."""
     return RequestError(400, "request body ended before its Content-Length")
+
+
+def status_line(status: int) -> str:
+    """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
+    return f"{status} {HTTPStatus(status).phrase}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from http import HTTPStatus
 
 
 class Dialect(Enum):
@@ -76,8 +75,3 @@ def cut_stream_record(
     if dialect is Dialect.ANTHROPIC:
         return separator + b"\nevent: error\ndata: " + body + b"\n\n"
     return separator + b"\ndata: " + error_body(Dialect.OPENAI, status, message) + b"\n\n"
-
-
-def status_line(status: int) -> str:
-    """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
-    return f"{status} {HTTPStatus(status).phrase}"
