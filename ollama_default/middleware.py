@@ -17,6 +17,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 from .core.aliases import AliasTable
+from .core.checks import positive_bytes
 from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
@@ -65,7 +66,8 @@ class DefaultModel:
     :param default: the alias used when a request names no model.
     :param max_body_bytes: larger request bodies get 413 before they are read.
     :param max_record_bytes: a response line or event longer than this is relayed as is.
-    :raises ConfigError: when the aliases do not make a consistent table.
+    :raises ConfigError: when the aliases do not make a consistent table, or a limit is not
+        a positive number of bytes.
     """
 
     def __init__(
@@ -86,12 +88,8 @@ class DefaultModel:
             self.aliases = mapping
         else:
             self.aliases = AliasTable(_mapping(alias, target, mapping), default)
-        for name, value in (("max_body_bytes", max_body_bytes),
-                            ("max_record_bytes", max_record_bytes)):  # fmt: skip
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive number of bytes, not {value!r}")
-        self.max_body_bytes = max_body_bytes
-        self.max_record_bytes = max_record_bytes
+        self.max_body_bytes = positive_bytes("max_body_bytes", max_body_bytes)
+        self.max_record_bytes = positive_bytes("max_record_bytes", max_record_bytes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         endpoint = find_endpoint(environ.get("PATH_INFO", ""))

@@ -69,3 +69,5 @@ def test_an_inconsistent_table_is_a_one_line_config_error(
         AliasTable(mapping, default)
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+    # Which of the two is at fault, for the settings to name its source.
+    assert raised.value.key == ("default" if default is not None else "aliases")

@@ -11,13 +11,14 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 import trustme
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
+from ollama_default import ConfigError
 from ollama_default.proxy.forwarder import Forwarder, _send
 
 TIMEOUT_S = 10.0
@@ -320,3 +321,17 @@ def test_an_https_upstream_with_an_untrusted_certificate_is_a_502(
     message = json.loads(response.get_data())["error"]
     assert message.startswith(f"upstream {url} is unreachable: ")
     assert "certificate verify failed" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"connect_timeout_s": 0}, "connect_timeout_s must be a positive number of seconds, not 0"),
+        ({"read_timeout_s": True}, "read_timeout_s must be a positive number of seconds, not True"),
+        ({"read_timeout_s": float("inf")}, "read_timeout_s must be a finite number of seconds"),
+    ],
+    ids=["zero", "bool", "infinite"],
+)
+def test_a_bad_timeout_fails_at_construction(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Forwarder("http://127.0.0.1:11434", **options)

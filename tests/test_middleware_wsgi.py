@@ -311,6 +311,11 @@ def test_a_path_alias_is_rewritten_in_path_info() -> None:
             {"alias": "a", "target": "b", "max_body_bytes": 0},
             "max_body_bytes must be a positive number of bytes, not 0",
         ),
+        # A bool is an int to Python; True would be a limit of one byte.
+        (
+            {"alias": "a", "target": "b", "max_record_bytes": True},
+            "max_record_bytes must be a positive number of bytes, not True",
+        ),
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any], message: str) -> None:

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 from .names import name_key, parse_name
 
+#: The keys a :class:`ConfigError` from the table carries: the aliases, or the default.
+ALIASES = "aliases"
+DEFAULT = "default"
+
 
 @dataclass(frozen=True)
 class Route:
@@ -52,6 +56,8 @@ class AliasTable(Mapping[str, Route]):
     :param mapping: alias -> real model name.
     :param default: the alias used when a request names no model; with a single alias
         and no default given, that alias is the default.
+    :raises ConfigError: with ``key`` ``"default"`` when the default is not an alias, else
+        ``"aliases"``, so that a caller can tell which it was without reading the message.
     """
 
     def __init__(self, mapping: Mapping[str, str], default: str | None = None) -> None:
@@ -61,17 +67,22 @@ class AliasTable(Mapping[str, Route]):
             route = _checked_route(alias, target)
             key = name_key(alias)
             if key in by_key:
-                raise ConfigError(f"alias {alias!r} names the same model as {by_key[key].alias!r}")
+                raise ConfigError(
+                    f"alias {alias!r} names the same model as {by_key[key].alias!r}", key=ALIASES
+                )
             routes[alias] = by_key[key] = route
         for route in routes.values():
             if name_key(route.target) in by_key:
                 raise ConfigError(
-                    f"target {route.target!r} of alias {route.alias!r} is itself an alias"
+                    f"target {route.target!r} of alias {route.alias!r} is itself an alias",
+                    key=ALIASES,
                 )
         if default is None and len(routes) == 1:
             default = next(iter(routes))
         if default is not None and default not in routes:
-            raise ConfigError(f"default {default!r} is not one of the aliases {sorted(routes)}")
+            raise ConfigError(
+                f"default {default!r} is not one of the aliases {sorted(routes)}", key=DEFAULT
+            )
         self._routes = routes
         self._by_key = by_key
         self._default = routes[default] if default is not None else None
@@ -102,9 +113,11 @@ class AliasTable(Mapping[str, Route]):
 
 def _checked_route(alias: object, target: object) -> Route:
     if not isinstance(alias, str) or parse_name(alias) is None:
-        raise ConfigError(f"alias {alias!r} is not a valid Ollama model name")
+        raise ConfigError(f"alias {alias!r} is not a valid Ollama model name", key=ALIASES)
     if not isinstance(target, str) or parse_name(target) is None:
-        raise ConfigError(f"target {target!r} of alias {alias!r} is not a valid Ollama model name")
+        raise ConfigError(
+            f"target {target!r} of alias {alias!r} is not a valid Ollama model name", key=ALIASES
+        )
     if name_key(alias) == name_key(target):
-        raise ConfigError(f"alias {alias!r} points at itself")
+        raise ConfigError(f"alias {alias!r} points at itself", key=ALIASES)
     return Route.build(alias, target)

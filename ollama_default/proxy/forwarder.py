@@ -24,6 +24,7 @@ import httptools
 from werkzeug.http import is_hop_by_hop_header
 from werkzeug.wsgi import get_input_stream
 
+from ..core.checks import positive_seconds
 from ..core.dialects import cut_stream_record
 from ..core.endpoints import dialect_for
 from ..core.errors import RequestError
@@ -36,8 +37,14 @@ if TYPE_CHECKING:
 
 #: The most one read takes; a read returns sooner with whatever has arrived.
 READ_BYTES = 64 * 1024
+#: How long a connection to the upstream may take: short, as a refused or unroutable
+#: upstream should be a quick 502.
+CONNECT_TIMEOUT_S = 5.0
+#: How long each next piece of a reply may take: long, because the first byte can wait for
+#: a large model to load.
+READ_TIMEOUT_S = 600.0
 #: Idle keep-alive connections kept to the upstream: what ``ollama-default serve``'s
-#: worker serves at once (``worker_connections``).
+#: worker serves at once (its default ``worker_connections`` is this).
 DEFAULT_MAX_CONNECTIONS = 1000
 # RFC 3986 section 3.3: characters a path segment may hold unencoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -57,16 +64,19 @@ class Forwarder:
     :param connect_timeout_s: how long to wait for a connection.
     :param read_timeout_s: how long to wait for each next piece of the response.
     :param max_connections: idle keep-alive connections kept to the upstream.
+    :raises ConfigError: for a timeout that is not a positive number of seconds.
     """
 
     def __init__(
         self,
         upstream: str,
         *,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 600.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
+        read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
         parts = urlsplit(upstream)
         self.upstream = upstream.rstrip("/")
         self._base_path = parts.path.rstrip("/")
