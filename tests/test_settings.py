@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ollama_default import ConfigError
+from ollama_default import AliasTable, ConfigError, DefaultModel
+from ollama_default.proxy.cli import parse_command_line, setting_flag, setting_flags
+from ollama_default.proxy.compose import build_app
 from ollama_default.proxy.config import (
     DEFAULT_UPSTREAM,
     ENV_VARIABLES,
+    SETTINGS,
+    LoadedSettings,
     Settings,
     load_settings,
     load_settings_with_sources,
+    url_path,
 )
+from ollama_default.proxy.declaration import (
+    BYTES,
+    SWITCH,
+    Declared,
+    Option,
+    check_fields,
+    declared,
+    from_document,
+    from_environment,
+    from_flags,
+    group,
+    load,
+    setting,
+    text,
+    value_at,
+)
+from ollama_default.proxy.forwarder import Forwarder
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -308,3 +344,403 @@ def test_every_variable_of_the_settings_is_known() -> None:
     settings, sources = load_settings_with_sources(environ)
     assert (settings.max_record_bytes, settings.log_format) == (5, "json")
     assert "default" not in sources.values()
+
+
+# --------------------------------------------------------------------------------------
+# Every setting, from its declaration, through every source
+
+
+@dataclass(frozen=True)
+class Example:
+    """How to set one setting from each source, rightly and wrongly."""
+
+    value: Any
+    toml: str
+    environ: dict[str, str]
+    #: The flag and its value; empty when the setting has no flag.
+    argv: list[str]
+    bad_toml: str
+    #: What a wrong value in a file says; ``{file}`` stands for the file's source.
+    toml_message: str
+    #: Empty when any text the variable can hold is right (any non-empty text is a file
+    #: name; an empty variable counts as unset).
+    bad_environ: dict[str, str]
+    environ_message: str
+    bad_argv: list[str] = field(default_factory=list)
+    #: What the wrong flag says: the settings' message, or argparse's "argument --x: ...".
+    argv_message: str = ""
+    #: A file present throughout: the aliases a default picks from.
+    context: str = ""
+    #: Where the environment's value comes from, when not its one variable.
+    environ_source: str = ""
+
+
+ALIAS_PAIR = "OLLAMA_DEFAULT_ALIAS and OLLAMA_DEFAULT_TARGET"
+EXAMPLES = {
+    "upstream": Example(
+        "http://h:1", 'upstream = "http://h:1"', {"OLLAMA_DEFAULT_UPSTREAM": "http://h:1"},
+        ["--upstream", "http://h:1"],
+        'upstream = "h:1"', "upstream 'h:1' is not an http:// or https:// URL (set by {file})",
+        {"OLLAMA_DEFAULT_UPSTREAM": "http://h:1?x"},
+        "upstream 'http://h:1?x' must not have a query or fragment (set by "
+        "OLLAMA_DEFAULT_UPSTREAM)",
+        ["--upstream", "ftp://h"],
+        "upstream 'ftp://h' is not an http:// or https:// URL (set by --upstream)",
+    ),
+    "aliases": Example(
+        {"llmodel": "qwen3:4b"}, '[aliases]\nllmodel = "qwen3:4b"',
+        {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"},
+        ["--alias", "llmodel=qwen3:4b"],
+        '[aliases]\nllmodel = "llmodel"', "alias 'llmodel' points at itself (set by {file})",
+        {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "not valid!"},
+        f"target 'not valid!' of alias 'llmodel' is not a valid Ollama model name (set by "
+        f"{ALIAS_PAIR})",
+        ["--alias", "llmodel"],
+        "--alias 'llmodel' is not NAME=MODEL, such as --alias llmodel=aya-expanse:8b-q8_0",
+        environ_source=ALIAS_PAIR,
+    ),
+    "default": Example(
+        "b", 'default = "b"', {"OLLAMA_DEFAULT_DEFAULT": "b"}, ["--default", "b"],
+        'default = "c"', "default 'c' is not one of the aliases ['a', 'b'] (set by {file})",
+        {"OLLAMA_DEFAULT_DEFAULT": "c"},
+        "default 'c' is not one of the aliases ['a', 'b'] (set by OLLAMA_DEFAULT_DEFAULT)",
+        ["--default", "c"], "default 'c' is not one of the aliases ['a', 'b'] (set by --default)",
+        context='[aliases]\na = "m"\nb = "n"\n',
+    ),
+    "prefix": Example(
+        "/llm", 'prefix = "/llm/"', {"OLLAMA_DEFAULT_PREFIX": "/llm/"}, ["--prefix", "/llm/"],
+        "prefix = 3", "prefix 3 must be a path such as '/llm' (set by {file})",
+        {"OLLAMA_DEFAULT_PREFIX": "llm"},
+        "prefix 'llm' must be a path such as '/llm' (set by OLLAMA_DEFAULT_PREFIX)",
+        ["--prefix", "//llm"], "prefix '//llm' must be a path such as '/llm' (set by --prefix)",
+    ),
+    "connect_timeout_s": Example(
+        2.5, "connect_timeout_s = 2.5", {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "2.5"}, [],
+        "connect_timeout_s = 0",
+        "connect_timeout_s must be a positive number of seconds, not 0 (set by {file})",
+        {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "soon"},
+        "OLLAMA_DEFAULT_CONNECT_TIMEOUT_S='soon' is not a number",
+    ),
+    "read_timeout_s": Example(
+        900, "read_timeout_s = 900", {"OLLAMA_DEFAULT_READ_TIMEOUT_S": "900"}, [],
+        "read_timeout_s = inf",
+        "read_timeout_s must be a finite number of seconds, not inf (set by {file})",
+        {"OLLAMA_DEFAULT_READ_TIMEOUT_S": "-1"},
+        "read_timeout_s must be a positive number of seconds, not -1.0 (set by "
+        "OLLAMA_DEFAULT_READ_TIMEOUT_S)",
+    ),
+    "max_body_bytes": Example(
+        1000, "max_body_bytes = 1000", {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1000"}, [],
+        "max_body_bytes = true",
+        "max_body_bytes must be a positive number of bytes, not True (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1e3"},
+        "OLLAMA_DEFAULT_MAX_BODY_BYTES='1e3' is not a number",
+    ),
+    "max_record_bytes": Example(
+        2000, "max_record_bytes = 2000", {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "2000"}, [],
+        "max_record_bytes = 1.5",
+        "max_record_bytes must be a positive number of bytes, not 1.5 (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "0"},
+        "max_record_bytes must be a positive number of bytes, not 0 (set by "
+        "OLLAMA_DEFAULT_MAX_RECORD_BYTES)",
+    ),
+    "access_log": Example(
+        False, "access_log = false", {"OLLAMA_DEFAULT_ACCESS_LOG": "Off"}, ["--no-access-log"],
+        'access_log = "false"', "access_log must be true or false, not 'false' (set by {file})",
+        {"OLLAMA_DEFAULT_ACCESS_LOG": "maybe"},
+        "OLLAMA_DEFAULT_ACCESS_LOG='maybe' is not one of 1, 0, true, false",
+        ["--access-log=maybe"], "argument --access-log/--no-access-log: ignored explicit "
+        "argument 'maybe'",
+    ),
+    "log_level": Example(
+        "debug", 'log_level = "debug"', {"OLLAMA_DEFAULT_LOG_LEVEL": "debug"},
+        ["--log-level", "debug"],
+        'log_level = "DEBUG"',
+        "log_level must be one of debug, info, warning, error, not 'DEBUG' (set by {file})",
+        {"OLLAMA_DEFAULT_LOG_LEVEL": "loud"},
+        "log_level must be one of debug, info, warning, error, not 'loud' (set by "
+        "OLLAMA_DEFAULT_LOG_LEVEL)",
+        ["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'",
+    ),
+    "log_file": Example(
+        "x.log", 'log_file = "x.log"', {"OLLAMA_DEFAULT_LOG_FILE": "x.log"},
+        ["--log-file", "x.log"],
+        'log_file = ""', "log_file must be '-' or a file name, not '' (set by {file})",
+        {}, "",
+        ["--log-file", ""], "log_file must be '-' or a file name, not '' (set by --log-file)",
+    ),
+    "log_format": Example(
+        "json", 'log_format = "json"', {"OLLAMA_DEFAULT_LOG_FORMAT": "json"},
+        ["--log-format", "json"],
+        'log_format = ["json"]',
+        "log_format must be one of text, json, not ['json'] (set by {file})",
+        {"OLLAMA_DEFAULT_LOG_FORMAT": "xml"},
+        "log_format must be one of text, json, not 'xml' (set by OLLAMA_DEFAULT_LOG_FORMAT)",
+        ["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'",
+    ),
+}  # fmt: skip
+
+
+def from_command_line(argv: list[str], environ: dict[str, str]) -> LoadedSettings:
+    """Load settings as ``ollama-default serve`` does, up to where it would start serving."""
+    args = parse_command_line(["serve", *argv])
+    return load_settings_with_sources(environ, setting_flags(args), config_file=args.config)
+
+
+def test_every_declared_setting_has_examples() -> None:
+    assert list(EXAMPLES) == list(SETTINGS)
+    for key, example in EXAMPLES.items():
+        assert bool(example.argv) == (SETTINGS[key].setting.flag is not None), key
+        assert bool(example.bad_argv) == bool(example.argv), key
+
+
+@pytest.mark.parametrize("item", SETTINGS.values(), ids=SETTINGS)
+def test_every_setting_is_set_from_a_file_the_environment_and_its_flag(
+    tmp_path: Path, item: Declared
+) -> None:
+    example = EXAMPLES[item.key]
+    context = {"OLLAMA_DEFAULT_CONFIG": write(tmp_path, example.context)}
+    context_source = f"config file {context['OLLAMA_DEFAULT_CONFIG']!r}"
+    path = str(tmp_path / "set.toml")
+    Path(path).write_text(f"{example.toml}\n{example.context}")  # top-level keys first
+    (variable,) = example.environ if not example.environ_source else [example.environ_source]
+    ways = [
+        ({"OLLAMA_DEFAULT_CONFIG": path}, [], f"config file {path!r}"),
+        ({**context, **example.environ}, [], variable),
+    ]
+    if example.argv:
+        ways.append((context, example.argv, example.argv[0]))
+    for environ, argv, source in ways:
+        settings, sources = from_command_line(argv, environ)
+        assert (value_at(settings, item.key), sources[item.key]) == (example.value, source)
+        assert item.default != example.value  # so the value did come from the source
+        # Nothing else came from the environment or the flag (the default goes with the
+        # aliases); the file holds the context too.
+        others = {value for key, value in sources.items() if key not in (item.key, "default")}
+        assert others <= {"default", f"config file {path!r}", context_source}
+
+
+@pytest.mark.parametrize("item", SETTINGS.values(), ids=SETTINGS)
+def test_a_wrong_value_from_any_source_is_one_line_naming_key_and_source(
+    tmp_path: Path, item: Declared, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = EXAMPLES[item.key]
+    context = {"OLLAMA_DEFAULT_CONFIG": write(tmp_path, example.context)}
+    path = str(tmp_path / "bad.toml")
+    Path(path).write_text(f"{example.bad_toml}\n{example.context}")
+    source = f"config file {path!r}"
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OLLAMA_DEFAULT_CONFIG": path})
+    assert str(raised.value) == example.toml_message.format(file=source)
+    assert (raised.value.key, raised.value.source) == (item.key, source)
+
+    if example.bad_environ:
+        with pytest.raises(ConfigError) as raised:
+            load_settings({**context, **example.bad_environ})
+        assert str(raised.value) == example.environ_message
+        expected = example.environ_source or next(iter(example.bad_environ))
+        assert (raised.value.key, raised.value.source) == (item.key, expected)
+
+    if not example.bad_argv:
+        return
+    if example.argv_message.startswith("argument "):  # refused by argparse, as usage
+        with pytest.raises(SystemExit) as exited:
+            from_command_line(example.bad_argv, context)
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert example.argv_message in error
+        assert len(error.splitlines()) == 1
+    else:
+        with pytest.raises(ConfigError) as raised:
+            from_command_line(example.bad_argv, context)
+        assert str(raised.value) == example.argv_message
+        assert (raised.value.key, raised.value.source) == (item.key, example.bad_argv[0])
+
+
+# --------------------------------------------------------------------------------------
+# One check for each rule; one alias table
+
+
+def ollama(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b"{}"]
+
+
+@pytest.mark.parametrize("value", [True, False, 0, -1, 1.5, "1MB", None], ids=repr)
+@pytest.mark.parametrize("key", ["max_body_bytes", "max_record_bytes"])
+def test_the_middleware_refuses_a_limit_with_the_settings_message(key: str, value: object) -> None:
+    options: dict[str, Any] = {key: value}
+    with pytest.raises(ConfigError) as from_settings:
+        Settings(**options)
+    with pytest.raises(ConfigError) as from_middleware:
+        DefaultModel(ollama, alias="llmodel", target="qwen3:4b", **options)
+    message = f"{key} must be a positive number of bytes, not {value!r}"
+    assert str(from_middleware.value) == str(from_settings.value) == message
+    assert from_middleware.value.key == from_settings.value.key == key
+
+
+@pytest.mark.parametrize("value", [True, 0, -0.5, float("inf"), "5"], ids=repr)
+@pytest.mark.parametrize("key", ["connect_timeout_s", "read_timeout_s"])
+def test_the_forwarder_refuses_a_timeout_with_the_settings_message(key: str, value: object) -> None:
+    options: dict[str, Any] = {key: value}
+    with pytest.raises(ConfigError) as from_settings:
+        Settings(**options)
+    with pytest.raises(ConfigError) as from_forwarder:
+        Forwarder(DEFAULT_UPSTREAM, **options)
+    assert str(from_forwarder.value) == str(from_settings.value)
+    assert str(from_settings.value).startswith(f"{key} must be a ")
+
+
+@pytest.mark.parametrize(
+    ("piece", "key"),
+    [(DefaultModel, "max_body_bytes"), (DefaultModel, "max_record_bytes"),
+     (Forwarder, "connect_timeout_s"), (Forwarder, "read_timeout_s")],
+)  # fmt: skip
+def test_a_piece_used_alone_has_the_settings_default(piece: Any, key: str) -> None:
+    default = inspect.signature(piece).parameters[key].default
+    assert default == SETTINGS[key].default == getattr(Settings(), key)
+
+
+def test_the_alias_table_is_built_once_for_settings_and_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    build = AliasTable.__init__
+
+    def counted(self: AliasTable, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(AliasTable, "__init__", counted)
+    path = write(tmp_path, 'default = "llmodel"\n[aliases]\nllmodel = "qwen3:4b"\nembed = "e"\n')
+    settings = load_settings({"OLLAMA_DEFAULT_CONFIG": path, "OLLAMA_DEFAULT_ACCESS_LOG": "0"})
+    app = build_app(settings, backend=ollama)
+    assert settings.alias_table is settings.alias_table
+    assert isinstance(app, DefaultModel)
+    assert built == [settings.alias_table] == [app.aliases]
+    assert settings.alias_table.default is not None
+    assert settings.alias_table.default.target == "qwen3:4b"
+
+
+@pytest.mark.parametrize(
+    ("flags", "key", "message"),
+    [
+        ({"aliases": {"a": "a:latest"}}, "aliases", "alias 'a' points at itself"),
+        ({"aliases": {"a": "m"}, "default": "b"}, "default", "default 'b' is not one of"),
+    ],
+    ids=["aliases", "default"],
+)
+def test_the_alias_tables_error_names_the_aliases_or_the_default(
+    flags: dict[str, Any], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, flags)
+    assert str(raised.value).startswith(message)
+    assert (raised.value.key, raised.value.source) == (key, "--alias" if key == "aliases" else
+                                                        "--default")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Nested tables: a group of settings declared as the top level is
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = setting(1024, BYTES, "the largest request.", flag=Option(metavar="N"))
+    burst: bool = setting(False, SWITCH, "let a burst through.")
+
+
+@dataclass(frozen=True)
+class Outer:
+    prefix: str = setting("", text(url_path), "a path.")
+    limits: Limits = group(Limits, "limits on requests.")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def test_a_nested_table_declares_its_keys_variables_and_flags() -> None:
+    items = declared(Outer)
+    assert [item.key for item in items] == ["prefix", "limits.max_request_bytes", "limits.burst"]
+    assert [item.variables for item in items[1:]] == [
+        ("OLLAMA_DEFAULT_LIMITS_MAX_REQUEST_BYTES",), ("OLLAMA_DEFAULT_LIMITS_BURST",)
+    ]  # fmt: skip
+    assert [item.flag for item in items[1:]] == ["--limits-max-request-bytes", "--limits-burst"]
+    assert [item.default for item in items] == ["", 1024, False]
+    assert Outer().limits == Limits()
+
+
+@pytest.mark.parametrize(
+    "toml",
+    ["[limits]\nmax_request_bytes = 10", "limits.max_request_bytes = 10"],
+    ids=["table", "dotted-key"],
+)
+def test_a_nested_table_is_read_from_every_source(toml: str) -> None:
+    layers = [
+        from_document(Outer, tomllib.loads(toml), "the file"),
+        from_environment(Outer, {"OLLAMA_DEFAULT_LIMITS_BURST": "yes"}),
+        from_flags(Outer, {"prefix": "/p/"}),
+    ]
+    outer, sources = load(Outer, layers)
+    assert outer == Outer(prefix="/p", limits=Limits(max_request_bytes=10, burst=True))
+    assert sources == {
+        "prefix": "--prefix",
+        "limits.max_request_bytes": "the file",
+        "limits.burst": "OLLAMA_DEFAULT_LIMITS_BURST",
+    }
+    flagged, flagged_sources = load(Outer, [from_flags(Outer, {"limits.max_request_bytes": 7})])
+    assert flagged.limits.max_request_bytes == 7
+    assert flagged_sources["limits.max_request_bytes"] == "--limits-max-request-bytes"
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "key", "message"),
+    [
+        ("[limits]\nmax_request_bytes = 0", {}, "limits.max_request_bytes",
+         "limits.max_request_bytes must be a positive number of bytes, not 0 (set by the file)"),
+        ("[limits]\nmax_request_byte = 1", {}, "limits.max_request_byte",
+         "the file: unknown key 'limits.max_request_byte' (did you mean "
+         "'limits.max_request_bytes'?)"),
+        ("limits = 3", {}, "limits", "limits must be a table of settings, not 3 (set by the file)"),
+        ("", {"OLLAMA_DEFAULT_LIMITS_MAX_REQUEST_BYTES": "lots"}, "limits.max_request_bytes",
+         "OLLAMA_DEFAULT_LIMITS_MAX_REQUEST_BYTES='lots' is not a number"),
+        ("", {"OLLAMA_DEFAULT_LIMITS_BURST": "maybe"}, "limits.burst",
+         "OLLAMA_DEFAULT_LIMITS_BURST='maybe' is not one of 1, 0, true, false"),
+    ],
+    ids=["value", "unknown-key", "not-a-table", "variable-text", "variable-switch"],
+)  # fmt: skip
+def test_a_nested_tables_errors_name_the_full_key(
+    toml: str, environ: dict[str, str], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        layers = [
+            from_document(Outer, tomllib.loads(toml), "the file"),
+            from_environment(Outer, environ),
+        ]
+        load(Outer, layers)
+    assert (str(raised.value), raised.value.key) == (message, key)
+
+
+def test_a_nested_table_is_checked_when_built_in_code() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Outer(limits=Limits(max_request_bytes=True))
+    assert str(raised.value) == (
+        "limits.max_request_bytes must be a positive number of bytes, not True"
+    )
+    with pytest.raises(ConfigError, match="limits must be a table of settings, not 3"):
+        Outer(limits=3)  # type: ignore[arg-type]
+
+
+def test_a_nested_settings_flag_reads_its_text_as_its_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flag = setting_flag(declared(Outer)[1])
+    assert flag.help == "the largest request (default: 1024; env " \
+        "OLLAMA_DEFAULT_LIMITS_MAX_REQUEST_BYTES)"  # fmt: skip
+    parser = argparse.ArgumentParser(prog="x", exit_on_error=False)
+    parser.add_argument(*flag.names, **flag.options)
+    assert vars(parser.parse_args(["--limits-max-request-bytes", "10"])) == {
+        "limits.max_request_bytes": 10
+    }
+    with pytest.raises(argparse.ArgumentError, match="'lots' is not a number"):
+        parser.parse_args(["--limits-max-request-bytes", "lots"])

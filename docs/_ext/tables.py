@@ -2,13 +2,12 @@
 
 ``.. endpoint-table::`` renders :data:`ollama_default.core.endpoints.ENDPOINTS`;
 ``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs;
-``.. settings-table::`` renders :class:`ollama_default.proxy.config.Settings`, its defaults as a
-person would type them in TOML.
+``.. settings-table::`` renders the settings :class:`ollama_default.proxy.config.Settings`
+declares, their defaults as a person would type them in TOML.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import re
 import sys
@@ -21,9 +20,12 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from ollama_default.core.endpoints import ENDPOINTS, Field, ResponseFields
-from ollama_default.proxy.config import ENV_PREFIX, Settings
+from ollama_default.proxy.config import CONFIG_VARIABLE, SETTINGS
+from ollama_default.proxy.declaration import Declared
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
+# Flags and variables, as literals (a plain "--" would become a dash).
+_LITERAL = r"(--[\w-]+|\bOLLAMA_DEFAULT_\w+|\bGUNICORN_CMD_ARGS\b)"
 
 
 def _paths(fields: ResponseFields, prefix: str = "") -> list[str]:
@@ -115,22 +117,16 @@ class SettingsTable(_Table):
     widths = "30 22 48"
 
     def rows(self) -> list[tuple[str, ...]]:
-        meanings = dict(
-            re.findall(r":param (\w+): (.*?)(?=\n\s*:param|\n\s*$)", Settings.__doc__ or "", re.S)
-        )
         rows = []
-        for setting in dataclasses.fields(Settings):
-            default = setting.default
-            if default is dataclasses.MISSING:
-                default = setting.default_factory()  # type: ignore[misc]
-            variable = f"``{ENV_PREFIX}{setting.name.upper()}``"
-            key = f"``{setting.name}``"
-            if setting.name == "aliases":
-                key = "``[aliases]`` table"
-                variable = f"``{ENV_PREFIX}ALIAS`` with ``{ENV_PREFIX}TARGET`` (one alias)"
-            meaning = " ".join(meanings.get(setting.name, "").split())
-            rows.append((_stacked(key, variable), _readable(setting.name, default), meaning))
-        rows.append((_stacked("", f"``{ENV_PREFIX}CONFIG``"), "none", "the TOML file to read."))
+        for item in SETTINGS.values():
+            declared = item.setting
+            key = f"``[{item.key}]`` table" if declared.kind.table else f"``{item.key}``"
+            variables = re.sub(_LITERAL, r"``\1``", item.variables_shown)
+            if declared.variables is not None:
+                variables += f" ({declared.variables.scope})"
+            meaning = " ".join(declared.doc.split())
+            rows.append((_stacked(key, variables), _readable(item), meaning))
+        rows.append((_stacked("", f"``{CONFIG_VARIABLE}``"), "none", "the TOML file to read."))
         return rows
 
 
@@ -139,19 +135,20 @@ def _stacked(*paragraphs: str) -> str:
     return "\n\n       ".join(paragraph for paragraph in paragraphs if paragraph)
 
 
-def _readable(name: str, value: object) -> str:
+def _readable(item: Declared) -> str:
     """A default as a person reads it and types it in TOML: ``true``, ``5 s``, ``100 MiB``.
 
-    The units come from the setting's name (``_s``, ``_bytes``), as the style guide names them.
+    The units are the setting's kind's.
     """
+    value, unit = item.default, item.setting.kind.unit
     if value is None or value == "" or value == {}:
         return "none"
     if isinstance(value, bool):
         return f"``{str(value).lower()}``"
-    if isinstance(value, (int, float)) and name.endswith("_s"):
+    if isinstance(value, (int, float)) and unit == "s":
         shown = f"{value:g} s"
         return f"{shown} ({value / 60:g} min)" if value >= 60 and value % 60 == 0 else shown
-    if isinstance(value, int) and name.endswith("_bytes"):
+    if isinstance(value, int) and unit == "bytes":
         mib, rest = divmod(value, 1024 * 1024)
         return f"{mib} MiB ({value})" if mib and not rest else f"{value} bytes"
     return f"``{value}``"
@@ -187,10 +184,8 @@ class CliFlagsTable(_Table):
             shown = ", ".join(f"``{name}``" for name in names)
             if value:
                 shown = f"``{names[0]} {value}``" + "".join(f", ``{n}``" for n in names[1:])
-            # Flags and variables as literals (plain "--" would become a dash).
-            literal = r"(--[\w-]+|\bOLLAMA_DEFAULT_\w+|\bGUNICORN_CMD_ARGS\b)"
-            meaning = re.sub(literal, r"``\1``", flag.meaning)
-            origin = re.sub(literal, r"``\1``", flag.origin.removeprefix("env "))
+            meaning = re.sub(_LITERAL, r"``\1``", flag.meaning)
+            origin = re.sub(_LITERAL, r"``\1``", flag.origin.removeprefix("env "))
             also = f"also {origin}" if origin else ""
             rows.append((_stacked(shown, also), f"``{flag.default}``", meaning))
         return rows

@@ -37,17 +37,16 @@ from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
 from .compose import build_app
 from .config import (
-    CHOICES,
     CONFIG_VARIABLE,
     DEFAULT_SOURCE,
     DEFAULT_UPSTREAM,
+    SETTINGS,
     LoadedSettings,
     Settings,
-    environment_variable,
-    flag_name,
     load_settings_with_sources,
-    setting_default,
 )
+from .declaration import SWITCH, Declared, flag_name, value_at
+from .forwarder import DEFAULT_MAX_CONNECTIONS
 from .logs import configure_logging, log_startup
 
 if TYPE_CHECKING:
@@ -71,7 +70,8 @@ SERVE_DEFAULTS: dict[str, Any] = {
     "workers": 2,
     # gunicorn's gevent worker, stopping at once when no request is in flight.
     "worker_class": "ollama_default.proxy.gunicorn.GeventWorker",
-    "worker_connections": 1000,
+    # As many as the forwarder keeps idle connections for, so none is thrown away.
+    "worker_connections": DEFAULT_MAX_CONNECTIONS,
     "keepalive": 75,
     "graceful_timeout": 60,
     "control_socket_disable": True,
@@ -83,7 +83,7 @@ DEMO_ALIASES = {"llmodel": DEMO_MODELS[0], "embed": DEMO_MODELS[1]}
 CHECK_TIMEOUT_S = 5.0
 #: How to add an alias, for the messages that find none.
 ADD_ALIAS_HINT = (
-    f"add one with --alias llmodel=MODEL (or {environment_variable('aliases')}, or [aliases] "
+    f"add one with --alias llmodel=MODEL (or {SETTINGS['aliases'].variables_shown}, or [aliases] "
     "in the config file); 'ollama list' shows the installed models"
 )
 
@@ -116,14 +116,40 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def _setting(key: str, meaning: str, **options: Any) -> Flag:
+def setting_flag(item: Declared) -> Flag:
+    """Return the flag of a declared setting, as its declaration describes it."""
+    kind, option = item.setting.kind, item.setting.flag
+    options: dict[str, Any] = {"dest": item.key, "default": None}
+    if option is not None and option.metavar:
+        options["metavar"] = option.metavar
+    if kind.choices:
+        options["choices"] = kind.choices
+    if kind is SWITCH:
+        options["action"] = argparse.BooleanOptionalAction
+    elif option is not None and option.collect is not None:
+        options["action"] = "append"
+    elif kind.parse is not str:
+        options["type"] = _flag_text(item)
     return Flag(
-        (flag_name(key),),
-        meaning,
-        _shown(setting_default(key)),
-        f"env {environment_variable(key)}",
-        {"dest": key, "default": None, **options},
+        (item.flag,),
+        item.flag_help,
+        _shown(item.default),
+        f"env {item.variables_shown}",
+        options,
     )
+
+
+def _flag_text(item: Declared) -> Callable[[str], Any]:
+    kind = item.setting.kind
+
+    def parse(found: str) -> Any:
+        try:
+            return kind.parse(found)
+        except ValueError:
+            # argparse's one line: "argument --x: 'soon' is not a number".
+            raise argparse.ArgumentTypeError(f"{found!r} is not {kind.expected}") from None
+
+    return parse
 
 
 def _gunicorn(key: str, meaning: str, **options: Any) -> Flag:
@@ -137,26 +163,18 @@ def _gunicorn(key: str, meaning: str, **options: Any) -> Flag:
     )
 
 
+#: The settings ``check`` reads, whose flags it takes; ``serve`` takes every setting's flag.
+CHECK_SETTINGS = ("upstream", "aliases", "default")
+_FLAGGED = [item for item in SETTINGS.values() if item.setting.flag is not None]
 #: The flags both commands take.
 SETTINGS_FLAGS = (
     Flag(("--config",), "TOML settings file", "none", f"env {CONFIG_VARIABLE}",
          {"metavar": "FILE"}),
-    _setting("upstream", "Ollama's base URL", metavar="URL"),
-    _setting("aliases", "an alias and the model it stands for; repeat for more; replaces the "
-             "aliases and the default set elsewhere",
-             action="append", metavar="NAME=MODEL"),
-    _setting("default", "the alias for requests that name no model (a single alias is it)",
-             metavar="ALIAS"),
+    *(setting_flag(item) for item in _FLAGGED if item.key in CHECK_SETTINGS),
 )  # fmt: skip
 #: The flags only ``serve`` takes.
 SERVE_FLAGS = (
-    _setting("prefix", "serve under this path prefix, such as /llm", metavar="PATH"),
-    _setting("access_log", "log one line per request", action=argparse.BooleanOptionalAction),
-    _setting("log_level", "the least severe messages logged", choices=CHOICES["log_level"]),
-    _setting("log_file", "where the log goes: - for standard error, else a file",
-             metavar="FILE"),
-    _setting("log_format", "text lines, or one JSON object per line",
-             choices=CHOICES["log_format"]),
+    *(setting_flag(item) for item in _FLAGGED if item.key not in CHECK_SETTINGS),
     _gunicorn("bind", f"where to listen: HOST:PORT, HOST (port {DEFAULT_PORT}), [IPV6]:PORT, "
               "unix:PATH or fd://N; repeat to listen on several", action="append",
               metavar="ADDRESS"),
@@ -170,12 +188,10 @@ SERVE_FLAGS = (
          "start-up", "off", "", {"action": "store_true"}),
 )  # fmt: skip
 COMMAND_FLAGS = {"serve": SETTINGS_FLAGS + SERVE_FLAGS, "check": SETTINGS_FLAGS}
-_DESTINATIONS = [flag.options.get("dest") for flag in COMMAND_FLAGS["serve"]]
-#: The settings, and the gunicorn settings, that flags set.
-_SETTING_KEYS = [
-    key for key in _DESTINATIONS if key in {f.name for f in dataclasses.fields(Settings)}
+#: The gunicorn settings that flags set.
+_GUNICORN_KEYS = [
+    key for flag in COMMAND_FLAGS["serve"] if (key := flag.options.get("dest")) in SERVE_DEFAULTS
 ]
-_GUNICORN_KEYS = [key for key in _DESTINATIONS if key in SERVE_DEFAULTS]
 
 
 _ABOUT = {
@@ -202,12 +218,12 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line ``argv``; return the exit status."""
-    args = _parser().parse_args(argv)
+    args = parse_command_line(argv)
     environ = os.environ if environ is None else environ
     try:
         try:
             loaded = load_settings_with_sources(
-                environ, _setting_flags(args), config_file=args.config
+                environ, setting_flags(args), config_file=args.config
             )
         except ConfigError as error:
             return _fail(EXIT_USAGE, f"configuration error: {error}")
@@ -233,32 +249,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
-    flags = {key: getattr(args, key, None) for key in _SETTING_KEYS}
-    flags = {key: value for key, value in flags.items() if value is not None}
-    if args.aliases is not None:
-        flags["aliases"] = parse_alias_flags(args.aliases)
+def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Return setting key -> value for each setting a flag in ``args`` sets.
+
+    :raises ConfigError: for a value a repeated flag's declaration cannot collect.
+    """
+    flags: dict[str, Any] = {}
+    for item in _FLAGGED:
+        value = getattr(args, item.key, None)  # None: not given, or not this command's
+        if value is None:
+            continue
+        collect = item.setting.flag.collect if item.setting.flag is not None else None
+        flags[item.key] = value if collect is None else collect(value)
     return flags
 
 
-def parse_alias_flags(texts: Sequence[str]) -> dict[str, str]:
-    """Return the aliases ``--alias NAME=MODEL`` flags give.
+def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Return what the command line ``argv`` says.
 
-    :raises ConfigError: for a flag without ``=``, or one alias given twice.
+    :raises SystemExit: for a mistake in it (status 2, after one line on standard error),
+        or after ``--help`` (status 0).
     """
-    aliases: dict[str, str] = {}
-    for text in texts:
-        alias, equals, target = (part.strip() for part in text.partition("="))
-        if not (alias and equals and target):
-            raise ConfigError(
-                f"--alias {text!r} is not NAME=MODEL, such as --alias llmodel={DEMO_MODELS[0]}",
-                key="aliases",
-                source="--alias",
-            )
-        if alias in aliases:
-            raise ConfigError(f"--alias {alias!r} is given twice", key="aliases", source="--alias")
-        aliases[alias] = target
-    return aliases
+    return _parser().parse_args(argv)
 
 
 def _fail(status: int, message: str) -> int:
@@ -661,7 +673,7 @@ def _settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[tuple
     # Every other setting something set, too.
     for key, source in sources.items():
         if key not in shown and source != DEFAULT_SOURCE:
-            shown[key] = _shown(getattr(settings, key))
+            shown[key] = _shown(value_at(settings, key))
     rows: list[tuple[str, ...]] = []
     for key, value in shown.items():
         source = sources[key]

@@ -45,8 +45,7 @@ def build_app(
         )
     app: WSGIApplication = DefaultModel(
         backend,
-        mapping=settings.aliases,
-        default=settings.default,
+        mapping=settings.alias_table,  # built once, with the settings
         max_body_bytes=settings.max_body_bytes,
         max_record_bytes=settings.max_record_bytes,
     )

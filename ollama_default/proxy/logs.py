@@ -103,9 +103,7 @@ def startup_summary(
     else:
         state = {True: " (answering)", False: " (not answering yet)", None: ""}[upstream_answers]
         backend = f"forwarding to {settings.upstream}{state}"
-    default = settings.default if settings.default is not None else None
-    if default is None and len(settings.aliases) == 1:
-        default = next(iter(settings.aliases))
+    default = settings.alias_table.default.alias if settings.alias_table.default else None
     aliases = ", ".join(
         f"{alias} -> {target}" + (" (default)" if alias == default else "")
         for alias, target in settings.aliases.items()
