@@ -240,8 +240,11 @@ def test_the_log_goes_to_a_file_as_json_at_the_chosen_level(tmp_path: Path) -> N
 
 @pytest.mark.usefixtures("restore_logging")
 def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^log_file '.*/missing/x\.log' cannot be opened: "):
+    with pytest.raises(
+        ConfigError, match=r"^log_file '.*/missing/x\.log' cannot be opened: "
+    ) as raised:
         configure_logging(Settings(log_file=str(tmp_path / "missing" / "x.log")))
+    assert raised.value.key == "log_file"
 
 
 def test_the_startup_summary_names_version_upstream_aliases_prefix_and_workers() -> None:

@@ -74,6 +74,7 @@ def configure_logging(settings: Settings) -> None:
         except OSError as error:
             raise ConfigError(
                 f"log_file {settings.log_file!r} cannot be opened: {error.strerror}",
+                key="log_file",
             ) from None
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
