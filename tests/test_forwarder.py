@@ -335,3 +335,24 @@ def test_an_https_upstream_with_an_untrusted_certificate_is_a_502(
 def test_a_bad_timeout_fails_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Forwarder("http://127.0.0.1:11434", **options)
+
+
+@pytest.mark.parametrize(
+    ("media_type", "path", "record"),
+    [
+        ("Application/X-NDJSON", "/api/chat", b'{"error":'),
+        ("TEXT/Event-Stream; charset=utf-8", "/v1/chat/completions", b'\ndata: {"error":{'),
+        ("text/event-stream", "/v1/messages", b"\nevent: error\ndata: "),
+    ],
+    ids=["ndjson-any-case", "sse-any-case", "anthropic"],
+)
+def test_a_cut_stream_ends_with_an_error_record_in_its_dialect(
+    media_type: str, path: str, record: bytes
+) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {media_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = b"data: {}\n\n" if "event" in media_type.lower() else b"{}\n"
+    with scripted(head.encode() + b"%x\r\n%b\r\n" % (len(first), first), None) as (_, client):
+        body = client.post(path, data=b"{}", buffered=True).get_data()
+    assert body.startswith(first)
+    assert body[len(first) :].startswith(record), body
+    assert b"the stream was cut short" in body
