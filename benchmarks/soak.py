@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -100,6 +101,10 @@ START_TIMEOUT_S = 30.0
 #: Bounds on every loop: requests per client and phase, polls of a settling proxy.
 MAX_REQUESTS_PER_CLIENT = 100_000
 SETTLE_POLL_S = 0.25
+#: gevent's default for ``GEVENT_THREADPOOL_IDLE_TASK_TIMEOUT``: the threads that resolve
+#: names for a worker (as ``socket.create_connection`` does, even for 127.0.0.1) exit after
+#: this long idle. A sample of an idle proxy waits that out, and a second more.
+GEVENT_IDLE_THREAD_S = 5.0
 #: How long after its phase a client may still be finishing what it started.
 CLIENT_GRACE_S = 5.0
 #: What a slow client sends its body in, and the pause between the pieces.
@@ -474,6 +479,8 @@ def _judge_stream(plan: Plan, response: Response) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ClientSettings:
+    """What every client needs to know: where the proxy is, and how long to wait."""
+
     port: int
     timeout_s: float
     request_deadline_s: float
@@ -490,12 +497,17 @@ class Tally:
         self.counts: dict[str, Counter[str]] = {label: Counter() for label in EXPECTATIONS}
         self.mismatches: list[str] = []
         self.mismatch_count = 0
+        #: (label, outcome) -> the first detail, for the findings.
+        self.samples: dict[tuple[str, str], str] = {}
 
     def add(self, plan: Plan, outcome: str, detail: str) -> None:
         expectation = EXPECTATIONS[plan.label]
         with self._lock:
             self.counts[plan.label][outcome] += 1
-            if outcome in expectation.expected or outcome in expectation.known:
+            if outcome in expectation.expected:
+                return
+            if outcome in expectation.known:
+                self.samples.setdefault((plan.label, outcome), f"{plan.endpoint}: {detail}")
                 return
             self.mismatch_count += 1
             if len(self.mismatches) < 8:
@@ -504,11 +516,10 @@ class Tally:
                     f"{' or '.join(sorted(expectation.expected))}: {detail}"
                 )
 
-    def total(self, labels: Sequence[str] | None = None) -> Counter[str]:
+    def total(self) -> Counter[str]:
         total: Counter[str] = Counter()
-        for label, counts in self.counts.items():
-            if labels is None or label in labels:
-                total.update(counts)
+        for counts in self.counts.values():
+            total.update(counts)
         return total
 
     def findings(self) -> Counter[tuple[str, str]]:
@@ -521,6 +532,25 @@ class Tally:
         return found
 
 
+@dataclass
+class Call:
+    """One request under way: what to send, on which connection, until when."""
+
+    plan: Plan
+    connection: Connection
+    settings: ClientSettings
+    rng: random.Random
+    deadline: float
+
+    def send_request(self, target: str, body: bytes) -> None:
+        """Send a JSON request with its length."""
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        self.connection.send(request_head(target, headers) + body)
+
+    def response(self, **options: Any) -> Response:
+        return read_response(self.connection, self.deadline, **options)
+
+
 def run_plan(
     plan: Plan, settings: ClientSettings, rng: random.Random, kept: Connection | None
 ) -> tuple[str, str, Connection | None]:
@@ -528,12 +558,14 @@ def run_plan(
     is_normal = plan.kind == "normal"  # only normal requests use keep-alive connections
     connection: Connection | None = None
     try:
-        if is_normal and kept is not None and kept.is_reusable:
+        # An idle connection with something to read was closed by the server (its
+        # keep-alive timeout): take a fresh one, as the proxy's own pool does.
+        if is_normal and kept is not None and kept.is_reusable and not kept.is_readable(0):
             connection = kept
         else:
             connection = Connection(settings.port, settings.timeout_s)
         deadline = time.monotonic() + settings.request_deadline_s
-        outcome, detail = _SENDERS[plan.kind](plan, connection, settings, rng, deadline)
+        outcome, detail = _SENDERS[plan.kind](Call(plan, connection, settings, rng, deadline))
     except TimeoutError as error:
         outcome, detail = "client-timeout", str(error) or "timed out"
     except (ConnectionResetError, BrokenPipeError) as error:
@@ -557,73 +589,44 @@ def run_plan(
     return outcome, detail, None
 
 
-def _send_normal(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    body = request_body(plan)
-    head = request_head(
-        _target(plan), {"Content-Type": "application/json", "Content-Length": str(len(body))}
-    )
-    connection.send(head + body)
-    response = read_response(connection, deadline)
+def _send_normal(call: Call) -> tuple[str, str]:
+    call.send_request(_target(call.plan), request_body(call.plan))
+    response = call.response()
     if not response.complete:
-        connection.is_reusable = False
-    return judge(plan, response)
+        call.connection.is_reusable = False
+    return judge(call.plan, response)
 
 
-def _send_slow(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    body = request_body(plan)
-    head = request_head(
-        _target(plan), {"Content-Type": "application/json", "Content-Length": str(len(body))}
-    )
-    connection.send(head)
+def _send_slow(call: Call) -> tuple[str, str]:
+    body = request_body(call.plan)
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    call.connection.send(request_head(_target(call.plan), headers))
     step = -(-len(body) // SLOW_PIECES)
     for start in range(0, len(body), step):
-        time.sleep(rng.uniform(*SLOW_PAUSE_S))
-        connection.send(body[start : start + step])
-    return judge(plan, read_response(connection, deadline))
+        time.sleep(call.rng.uniform(*SLOW_PAUSE_S))
+        call.connection.send(body[start : start + step])
+    return judge(call.plan, call.response())
 
 
-def _send_stall(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    body = request_body(plan)
-    head = request_head(
-        _target(plan), {"Content-Type": "application/json", "Content-Length": str(len(body))}
-    )
-    sent = head[: len(head) // 2] if plan.kind == "stall-head" else head + body[: len(body) // 2]
-    connection.send(sent)
-    if not connection.is_readable(settings.stall_wait_s):
-        return "held", f"no answer and still open after {settings.stall_wait_s:g} s"
+def _send_stall(call: Call) -> tuple[str, str]:
+    body = request_body(call.plan)
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    head = request_head(_target(call.plan), headers)
+    is_head = call.plan.kind == "stall-head"
+    call.connection.send(head[: len(head) // 2] if is_head else head + body[: len(body) // 2])
+    wait_s = call.settings.stall_wait_s
+    if not call.connection.is_readable(wait_s):
+        return "held", f"no answer, and the connection still open, after {wait_s:g} s"
     try:
-        response = read_response(connection, deadline)
+        response = call.response()
     except NoAnswer:
         return "closed", "closed by the proxy"
     return str(response.status), response.body[:160].decode(errors="replace")
 
 
-def _send_oversized(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    body = request_body(plan, stream=False, padding=settings.oversized_bytes)
+def _send_oversized(call: Call) -> tuple[str, str]:
+    plan, connection = call.plan, call.connection
+    body = request_body(plan, stream=False, padding=call.settings.oversized_bytes)
     is_chunked = plan.label.endswith("chunked")
     framing = {"Transfer-Encoding": "chunked"} if is_chunked else {"Content-Length": str(len(body))}
     connection.send(request_head(_target(plan), {"Content-Type": "application/json", **framing}))
@@ -640,75 +643,48 @@ def _send_oversized(
                 connection.send(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError) as error:
         cut = f" (sending stopped after {sent} bytes: {error})"
-    response = read_response(connection, deadline)
+    response = call.response()
     return str(response.status), response.body[:120].decode(errors="replace") + cut
 
 
-def _send_leave_stream(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    plan = Plan(plan.kind, plan.label, plan.endpoint, True, "ok", LEAVE_STREAM_RECORDS)
-    body = request_body(plan)
+def _send_leave_stream(call: Call) -> tuple[str, str]:
+    plan = dataclasses.replace(call.plan, is_stream=True, records=LEAVE_STREAM_RECORDS)
     target = _target(plan, delay_ms=LEAVE_STREAM_DELAY_MS, tag=LEAVE_TAGS[plan.label])
-    head = request_head(
-        target, {"Content-Type": "application/json", "Content-Length": str(len(body))}
-    )
-    connection.send(head + body)
-    response = read_response(connection, deadline, stop_when=lambda seen: b"\n" in seen)
-    if response.stopped:
-        return "left", ""
-    return judge(plan, response)
+    call.send_request(target, request_body(plan))
+    response = call.response(stop_when=lambda seen: b"\n" in seen)  # the first record
+    return ("left", "") if response.stopped else judge(plan, response)
 
 
-def _send_leave_document(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
-    plan = Plan(plan.kind, plan.label, plan.endpoint, False, "ok", plan.records)
-    body = request_body(plan)
-    hold_ms = round(settings.read_timeout_s * LEAVE_HOLD_SHARE * 1000)
-    target = _target(plan, hold_ms=hold_ms, tag=LEAVE_TAGS[plan.label])
-    head = request_head(
-        target, {"Content-Type": "application/json", "Content-Length": str(len(body))}
+def _send_leave_document(call: Call) -> tuple[str, str]:
+    plan = dataclasses.replace(call.plan, is_stream=False)
+    hold_ms = round(call.settings.read_timeout_s * LEAVE_HOLD_SHARE * 1000)
+    call.send_request(
+        _target(plan, hold_ms=hold_ms, tag=LEAVE_TAGS[plan.label]), request_body(plan)
     )
-    connection.send(head + body)
-    if connection.is_readable(LEAVE_AFTER_S):
-        return judge(plan, read_response(connection, deadline))
+    if call.connection.is_readable(LEAVE_AFTER_S):
+        return judge(plan, call.response())
     return "left", ""
 
 
-def _send_malformed(
-    plan: Plan,
-    connection: Connection,
-    settings: ClientSettings,
-    rng: random.Random,
-    deadline: float,
-) -> tuple[str, str]:
+def _send_malformed(call: Call) -> tuple[str, str]:
+    plan = call.plan
     body = request_body(plan)
     if plan.label == "bad JSON":
         body = body[: len(body) // 2]
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        length = str(len(body))
     elif plan.label == "bad Content-Length":
-        headers = {"Content-Type": "application/json", "Content-Length": f"{len(body)}x"}
-    else:  # short body: the client says it has sent all it will
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body) + 20)}
-    connection.send(request_head(_target(plan), headers) + body)
+        length = f"{len(body)}x"
+    else:  # a short body: the client then says it has sent all it will
+        length = str(len(body) + 20)
+    headers = {"Content-Type": "application/json", "Content-Length": length}
+    call.connection.send(request_head(_target(plan), headers) + body)
     if plan.label == "short body":
-        connection.sock.shutdown(socket.SHUT_WR)
-    response = read_response(connection, deadline)
+        call.connection.sock.shutdown(socket.SHUT_WR)
+    response = call.response()
     return str(response.status), response.body[:160].decode(errors="replace")
 
 
-_SENDERS: dict[
-    str, Callable[[Plan, Connection, ClientSettings, random.Random, float], tuple[str, str]]
-] = {
+_SENDERS: dict[str, Callable[[Call], tuple[str, str]]] = {
     "normal": _send_normal,
     "slow": _send_slow,
     "stall-head": _send_stall,
@@ -855,13 +831,15 @@ def sample_proxy(master_pid: int, proxy_port: int, upstream_port: int) -> list[P
 
 
 def settled_sample(
-    master_pid: int, proxy_port: int, upstream_port: int, settle_s: float
+    master_pid: int, proxy_port: int, upstream_port: int, *, quiet_s: float, settle_s: float
 ) -> tuple[list[ProcessSample], float]:
-    """Sample once no client is connected and the figures repeat; give up after ``settle_s``.
+    """Sample the idle proxy: ``quiet_s`` after the traffic, once no client is connected and
+    the figures repeat; give up waiting for that after ``settle_s`` more.
 
-    Returns the last sample and how long it took to settle.
+    Returns the last sample and how long after the traffic it was taken.
     """
     started = time.monotonic()
+    time.sleep(quiet_s)  # one wait, for the threads of gevent's idle DNS pool to exit
     previous: list[tuple[int, int, int, int, int, int]] = []
     sample = sample_proxy(master_pid, proxy_port, upstream_port)
     for _ in range(int(settle_s / SETTLE_POLL_S) + 1):
@@ -927,6 +905,17 @@ def start_upstream(workdir: Path, args: argparse.Namespace) -> Server:
         assert process.stdout is not None
         process.stdout.close()
     return server
+
+
+def _idle_thread_s(args: argparse.Namespace) -> float:
+    """How long gevent keeps an idle DNS thread in the proxy's workers (0: for ever)."""
+    name = "GEVENT_THREADPOOL_IDLE_TASK_TIMEOUT"
+    value = args.proxy_env.get(name, os.environ.get(name, ""))
+    try:
+        seconds = float(value) if value else GEVENT_IDLE_THREAD_S
+    except ValueError:
+        return GEVENT_IDLE_THREAD_S
+    return max(seconds, 0.0)
 
 
 def _serve_command() -> list[str]:
@@ -1035,8 +1024,9 @@ def report_requests(tally: Tally, warmup: Tally, seconds: float, args: argparse.
     total = tally.total()
     sent = sum(total.values())
     print(
-        f"\nRequests in {seconds:.0f} s after the warm-up: {sent} sent ({sent / seconds:.0f}/s), "
-        f"{total['ok']} served ok, {tally.mismatch_count} mismatches"
+        f"\nRequests in the {args.duration:g} s run ({seconds:.0f} s until the last client "
+        f"finished): {sent} sent ({sent / seconds:.0f}/s), {total['ok']} served ok, "
+        f"{tally.mismatch_count} mismatches"
     )
     width = max(len(label) for label in EXPECTATIONS)
     print(f"  {'what was sent':<{width}} {'n':>6}  {'expected':<12} what came back")
@@ -1104,12 +1094,15 @@ def upstream_findings(
 
 @dataclass
 class Verdict:
+    """One target of the leak check, met or not."""
+
     name: str
     passed: bool
     text: str
+    failure: str = "GREW"
 
     def line(self) -> str:
-        return f"  {self.name:<15} {self.text:<74} {'ok' if self.passed else 'GREW'}"
+        return f"  {'ok' if self.passed else self.failure:<7} {self.name:<14} {self.text}"
 
 
 def compare(
@@ -1119,25 +1112,26 @@ def compare(
     stats: Mapping[str, Any],
     args: argparse.Namespace,
 ) -> list[Verdict]:
-    verdicts = []
+    """The targets: the same processes, no growth of fds or threads, RSS within tolerance."""
     before = {s.pid: s for s in start}
     after = {s.pid: s for s in end}
-    same = before.keys() == after.keys()
     workers = sum(s.role == "worker" for s in end)
-    verdicts.append(
+    same = before.keys() == after.keys() and workers == args.workers
+    verdicts = [
         Verdict(
             "processes",
-            same and workers == args.workers,
+            same,
             f"the same master and {workers} workers throughout"
             if same
-            else f"changed: {sorted(before)} at the start, {sorted(after)} at the end",
+            else f"pids {sorted(before)} at the start, {sorted(after)} at the end",
+            "CHANGED",
         )
-    )
+    ]
 
-    def total(samples: list[ProcessSample], key: Callable[[ProcessSample], int]) -> int:
-        return sum(key(s) for s in samples)
+    def totals(figure: Callable[[ProcessSample], int]) -> tuple[int, int]:
+        return sum(figure(s) for s in start), sum(figure(s) for s in end)
 
-    fds = (total(start, lambda s: s.other_fds), total(end, lambda s: s.other_fds))
+    fds = totals(lambda s: s.other_fds)
     verdicts.append(
         Verdict(
             "fds",
@@ -1145,38 +1139,39 @@ def compare(
             f"{fds[0]} -> {fds[1]}, idle upstream connections left out (no growth allowed)",
         )
     )
-    pool = (total(start, lambda s: s.pool), total(end, lambda s: s.pool))
+    pool = totals(lambda s: s.pool)
     verdicts.append(
         Verdict(
             "idle upstream",
             pool[1] <= args.clients and stats["open"] == pool[1],
-            f"{pool[0]} -> {pool[1]} (the keep-alive pool: at most {args.clients}, one a "
-            f"client); the upstream has {stats['open']} open",
+            f"{pool[0]} -> {pool[1]}, the keep-alive pool (at most {args.clients}, one a "
+            f"client; the upstream counts {stats['open']} open)",
         )
     )
-    threads = (total(start, lambda s: s.threads), total(end, lambda s: s.threads))
-    verdicts.append(Verdict("threads", threads[1] <= threads[0], f"{threads[0]} -> {threads[1]}"))
+    threads = totals(lambda s: s.threads)
+    verdicts.append(
+        Verdict(
+            "threads",
+            threads[1] <= threads[0],
+            f"{threads[0]} -> {threads[1]} (no growth allowed)",
+        )
+    )
     tolerance = args.rss_tolerance / 100
-    grown = []
-    worst = 0.0
-    for pid, first in before.items():
-        last = after.get(pid)
-        if last is None:
-            continue
-        change = last.rss_kib / first.rss_kib - 1
-        worst = max(worst, change)
-        if change > tolerance:
-            grown.append(pid)
-    rss = (total(start, lambda s: s.rss_kib), total(end, lambda s: s.rss_kib))
-    per_worker = max(1, requests // max(1, args.workers))
-    smallest = min((s.rss_kib for s in start if s.role == "worker"), default=0) * 1024 * tolerance
+    changes = {
+        pid: after[pid].rss_kib / first.rss_kib - 1 for pid, first in before.items() if pid in after
+    }
+    worst = max(changes.values(), default=0.0)
+    rss = totals(lambda s: s.rss_kib)
+    # The smallest leak a worker's tolerance would show, spread over its share of requests.
+    smallest_worker = min((s.rss_kib for s in start if s.role == "worker"), default=0)
+    per_request = smallest_worker * 1024 * tolerance / max(1, requests // args.workers)
     verdicts.append(
         Verdict(
             "RSS",
-            not grown,
-            f"{rss[0] / 1024:.1f} -> {rss[1] / 1024:.1f} MiB, at most {worst * 100:+.1f} % a "
-            f"process (tolerance +{args.rss_tolerance:g} %: catches leaks over "
-            f"~{smallest / per_worker:.0f} bytes a request)",
+            worst <= tolerance,
+            f"{rss[0] / 1024:.1f} -> {rss[1] / 1024:.1f} MiB, {worst * 100:+.1f} % at most a "
+            f"process (tolerance +{args.rss_tolerance:g} %: a leak over ~{per_request:.0f} "
+            "bytes a request would show)",
         )
     )
     return verdicts
@@ -1184,25 +1179,21 @@ def compare(
 
 def report_processes(start: list[ProcessSample], end: list[ProcessSample]) -> None:
     print(
-        "\nProxy processes, idle, after the warm-up (start) and after the run (end)"
-        "\n  process        when   fds  clients  idle upstream  closing  threads  RSS MiB  peak MiB"
+        "\nThe proxy's processes, idle, after the warm-up (start) and after the run (end)\n"
+        "  process        when   fds  clients  idle upstream  closing  threads  RSS MiB  peak MiB"
     )
     ends = {s.pid: s for s in end}
-    for first in start:
-        rows = [("start", first)]
-        if first.pid in ends:
-            rows.append(("end", ends.pop(first.pid)))
-        for index, (when, s) in enumerate(rows):
-            name = f"{s.role} {s.pid}" if index == 0 else ""
-            print(
-                f"  {name:<14} {when:<5} {s.fds:>5} {s.clients:>8} {s.pool:>14} {s.closing:>8} "
-                f"{s.threads:>8} {s.rss_kib / 1024:>8.1f} {s.peak_kib / 1024:>9.1f}"
-            )
-    for s in ends.values():
+    rows = [(s, "start") for s in start]
+    rows += [(ends.pop(s.pid), "end") for s in start if s.pid in ends]
+    rows += [(s, "end") for s in ends.values()]  # started during the run
+    rows.sort(key=lambda row: (row[0].role != "master", row[0].pid, row[1] == "end"))
+    shown = set()
+    for s, when in rows:
+        name = "" if s.pid in shown else f"{s.role} {s.pid}"
+        shown.add(s.pid)
         print(
-            f"  {s.role + ' ' + str(s.pid):<14} {'end':<5} {s.fds:>5} {s.clients:>8} "
-            f"{s.pool:>14} {s.closing:>8} {s.threads:>8} {s.rss_kib / 1024:>8.1f} "
-            f"{s.peak_kib / 1024:>9.1f}"
+            f"  {name:<14} {when:<5} {s.fds:>5} {s.clients:>8} {s.pool:>14} {s.closing:>8} "
+            f"{s.threads:>8} {s.rss_kib / 1024:>8.1f} {s.peak_kib / 1024:>9.1f}"
         )
 
 
@@ -1297,6 +1288,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a variable for the proxy's environment (repeat for more)",
     )
+    parser.add_argument(
+        "--log-dir", type=Path, help="keep the logs of the proxy and the upstream here"
+    )
     parser.add_argument("--strict", action="store_true", help="fail on the findings too")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.warmup < 0 or args.clients < 1 or args.workers < 1:
@@ -1314,6 +1308,99 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Results:
+    """What a run measured, for the report (made once every server has stopped)."""
+
+    warmup: Tally
+    tally: Tally
+    seconds: float  # from the start of the run until its last client finished
+    start: list[ProcessSample]
+    end: list[ProcessSample]
+    settled_s: tuple[float, float]
+    stats: dict[str, Any]
+    log: Path
+
+
+def run(args: argparse.Namespace, workdir: Path) -> Results:
+    """Start the servers, run the warm-up and the run, sample the proxy; stop everything."""
+    with contextlib.ExitStack() as stack:
+        upstream = start_upstream(workdir, args)
+        stack.callback(upstream.stop)
+        proxy = start_proxy(workdir, upstream, args)
+        stack.callback(proxy.stop)
+        print(f"upstream: {upstream.command}")
+        print(f"proxy:    {proxy.command}", flush=True)
+        settings = ClientSettings(
+            port=proxy.port,
+            timeout_s=args.client_timeout_s,
+            request_deadline_s=max(args.client_timeout_s, args.stall_s + 5.0),
+            stall_wait_s=args.stall_s,
+            read_timeout_s=args.read_timeout_s,
+            oversized_bytes=2 * args.max_body_bytes,
+        )
+        ports = (proxy.process.pid, proxy.port, upstream.port)
+        waits = {"quiet_s": _idle_thread_s(args) + 1.0, "settle_s": args.settle_s}
+        warmup = Tally()
+        if args.warmup:
+            run_clients("warmup", args.warmup, args, settings, warmup)
+        start, settled_start = settled_sample(*ports, **waits)
+        tally = Tally()
+        began = time.monotonic()
+        run_clients("run", args.duration, args, settings, tally)
+        seconds = time.monotonic() - began
+        end, settled_end = settled_sample(*ports, **waits)
+        stats = upstream_stats(upstream)
+    return Results(
+        warmup, tally, seconds, start, end, (settled_start, settled_end), stats, proxy.log
+    )
+
+
+def report(results: Results, args: argparse.Namespace) -> bool:
+    """Print the report; return whether the run passed."""
+    report_requests(results.tally, results.warmup, results.seconds, args)
+    lines, findings = upstream_findings(results.stats, [results.warmup, results.tally])
+    print("\nWhat the upstream saw of the clients that left")
+    print(*lines, sep="\n")
+    report_processes(results.start, results.end)
+    print(
+        f"  (sampled {results.settled_s[0]:.1f} s after the warm-up's last client finished and "
+        f"{results.settled_s[1]:.1f} s after the run's: the threads of gevent's idle DNS pool "
+        f"exit after {_idle_thread_s(args):g} s)"
+    )
+    requests = sum(results.tally.total().values())
+    verdicts = compare(results.start, results.end, requests, results.stats, args)
+    print("\nVerdict (start -> end)")
+    for verdict in verdicts:
+        print(verdict.line())
+    tracebacks, errors = log_problems(results.log)
+    where = f" ({results.log})" if args.log_dir else ""
+    print(
+        f"\nThe proxy's log{where}: {tracebacks} tracebacks, {len(errors)} distinct error lines"
+        + "".join(f"\n  {line[:200]}" for line in errors)
+    )
+    found = results.warmup.findings() + results.tally.findings()
+    samples = {**results.tally.samples, **results.warmup.samples}
+    for (label, outcome), count in sorted(found.items()):
+        evidence = f"{label}: {outcome} {count} times; e.g. {samples[label, outcome]}"
+        findings.append(Finding(EXPECTATIONS[label].known[outcome], evidence))
+    print(f"\nFindings about the proxy ({len(findings)}; they fail the run with --strict)")
+    for finding in findings:
+        print(f"  - {finding.text}\n    [{finding.evidence[:300]}]")
+    if not findings:
+        print("  none")
+    mismatches = results.warmup.mismatch_count + results.tally.mismatch_count
+    failed = [v.name for v in verdicts if not v.passed]
+    passed = not (mismatches or failed or tracebacks or (args.strict and findings))
+    print(
+        f"\nResult: {'PASS' if passed else 'FAIL'}: {mismatches} mismatches, "
+        f"{'failed: ' + ', '.join(failed) if failed else 'nothing grew'}, {tracebacks} "
+        f"tracebacks, {len(findings)} findings{' (strict)' if args.strict else ''}; load "
+        f"average {_load_average()} at the end"
+    )
+    return passed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the soak; return 0 when nothing was amiss, 1 otherwise."""
     args = parse_args(argv)
@@ -1329,70 +1416,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"mix: {_text_shares(args.mix)}; upstream faults: {_text_shares(args.faults)}")
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
-        upstream = start_upstream(workdir, args)
-        stack.callback(upstream.stop)
-        proxy = start_proxy(workdir, upstream, args)
-        stack.callback(proxy.stop)
-        print(f"upstream: {upstream.command}")
-        print(f"proxy:    {proxy.command}")
-        settings = ClientSettings(
-            port=proxy.port,
-            timeout_s=args.client_timeout_s,
-            request_deadline_s=max(args.client_timeout_s, args.stall_s + 5.0),
-            stall_wait_s=args.stall_s,
-            read_timeout_s=args.read_timeout_s,
-            oversized_bytes=2 * args.max_body_bytes,
-        )
-        warmup = Tally()
-        if args.warmup:
-            run_clients("warmup", args.warmup, args, settings, warmup)
-        start, settle_start = settled_sample(
-            proxy.process.pid, proxy.port, upstream.port, args.settle_s
-        )
-        tally = Tally()
-        began = time.monotonic()
-        run_clients("run", args.duration, args, settings, tally)
-        seconds = time.monotonic() - began
-        end, settle_end = settled_sample(
-            proxy.process.pid, proxy.port, upstream.port, args.settle_s
-        )
-        stats = upstream_stats(upstream)
-        proxy.stop()  # its last log lines are written as it stops
-        report_requests(tally, warmup, seconds, args)
-        lines, findings = upstream_findings(stats, [warmup, tally])
-        print("\nWhat the upstream saw of the clients that left")
-        print(*lines, sep="\n")
-        report_processes(start, end)
-        print(f"  (settled in {settle_start:.1f} s at the start, {settle_end:.1f} s at the end)")
-        requests = sum(tally.total().values())
-        verdicts = compare(start, end, requests, stats, args)
-        print("\nVerdict (start -> end)")
-        for verdict in verdicts:
-            print(verdict.line())
-        tracebacks, errors = log_problems(proxy.log)
-        print(
-            f"\nThe proxy's log: {tracebacks} tracebacks, {len(errors)} distinct error lines"
-            + "".join(f"\n  {line[:200]}" for line in errors)
-        )
-        for (label, outcome), count in sorted((warmup.findings() + tally.findings()).items()):
-            text = EXPECTATIONS[label].known[outcome]
-            findings.append(Finding(text, f"{label}: {outcome} {count} times"))
-        print(f"\nFindings about the proxy ({len(findings)}; they fail the run with --strict)")
-        for finding in findings:
-            print(f"  - {finding.text} [{finding.evidence}]")
-        if not findings:
-            print("  none")
-        mismatches = warmup.mismatch_count + tally.mismatch_count
-        grew = [v.name for v in verdicts if not v.passed]
-        failed = bool(mismatches or grew or tracebacks or (args.strict and findings))
-        print(
-            f"\nResult: {'FAIL' if failed else 'PASS'}: {mismatches} mismatches, "
-            f"{'grew: ' + ', '.join(grew) if grew else 'nothing grew'}, {tracebacks} tracebacks, "
-            f"{len(findings)} findings{' (strict)' if args.strict else ''}; load average "
-            f"{_load_average()} at the end"
-        )
-    return 1 if failed else 0
+        if args.log_dir:
+            workdir = args.log_dir
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        results = run(args, workdir)
+        passed = report(results, args)
+    return 0 if passed else 1
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
