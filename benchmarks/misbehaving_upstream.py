@@ -182,6 +182,8 @@ def plan_reply(path: str, model: bytes, is_stream: bool, records: int) -> Reply:
         ]
         pieces.append(partial(_openai_end, model, created))
         return Reply("text/event-stream", pieces, True)
+    line: Callable[[bytes, int], bytes]
+    final: Callable[[bytes, int], bytes]
     if path == "/api/generate":
         line, final = generate_record, generate_final
         full = partial(generate_final, model, records, _text(records))
