@@ -157,7 +157,9 @@ HELD_HEAD = (
 )
 GARBLED_DOCUMENT = (
     "an upstream reset in the middle of a non-streamed reply reaches the client as a 200 "
-    "with the truncated document, and a Content-Length to match"
+    "with the cut document and a Content-Length to match, kept alive (the alias unrestored "
+    "where the cut document cannot be parsed: /v1/chat/completions names the target); only "
+    "the proxy's access log says the reply was cut"
 )
 _NORMAL = {
     ("stream", "ok"): "ok",
@@ -421,7 +423,7 @@ def judge(plan: Plan, response: Response) -> tuple[str, str]:
     try:
         document = json.loads(response.body)
     except ValueError:
-        return "garbled", f"not JSON: ...{response.body[-80:]!r}"
+        return "garbled", f"{len(response.body)} bytes, not JSON: {response.body[:110]!r}..."
     if not isinstance(document, dict) or document.get("model") != ALIAS:
         return "wrong-model", f"{response.body[:160]!r}"
     finished = (
