@@ -909,7 +909,8 @@ def start_upstream(workdir: Path, args: argparse.Namespace) -> Server:
 
 
 def _idle_thread_s(args: argparse.Namespace) -> float:
-    """How long gevent keeps an idle DNS thread in the proxy's workers (0: for ever)."""
+    """How long gevent keeps an idle DNS thread in the proxy's workers (-1 in gevent's
+    setting, no limit, is 0 here: waiting would not help, and growth shows)."""
     name = "GEVENT_THREADPOOL_IDLE_TASK_TIMEOUT"
     value = args.proxy_env.get(name, os.environ.get(name, ""))
     try:
@@ -1029,12 +1030,14 @@ def report_requests(tally: Tally, warmup: Tally, seconds: float, args: argparse.
         f"finished): {sent} sent ({sent / seconds:.0f}/s), {total['ok']} served ok, "
         f"{tally.mismatch_count} mismatches"
     )
+    expected = {label: " or ".join(sorted(e.expected)) for label, e in EXPECTATIONS.items()}
     width = max(len(label) for label in EXPECTATIONS)
-    print(f"  {'what was sent':<{width}} {'n':>6}  {'expected':<12} what came back")
+    column = max(len(text) for text in expected.values())
+    print(f"  {'what was sent':<{width}} {'n':>6}  {'expected':<{column}}  what came back")
     for label, counts in tally.counts.items():
         n = sum(counts.values())
-        expected = " or ".join(sorted(EXPECTATIONS[label].expected))
-        print(f"  {label:<{width}} {n:>6}  {expected:<12} {_outcomes(counts, label) or '-'}")
+        outcomes = _outcomes(counts, label) or "-"
+        print(f"  {label:<{width}} {n:>6}  {expected[label]:<{column}}  {outcomes}")
     errors = {kind: count for kind, count in total.items() if kind not in ("ok", "left")}
     shown = ", ".join(f"{kind} {count}" for kind, count in sorted(errors.items())) or "none"
     print(f"  errors by kind: {shown}")
@@ -1361,7 +1364,7 @@ def report(results: Results, args: argparse.Namespace) -> bool:
     """Print the report; return whether the run passed."""
     report_requests(results.tally, results.warmup, results.seconds, args)
     lines, findings = upstream_findings(results.stats, [results.warmup, results.tally])
-    print("\nWhat the upstream saw of the clients that left")
+    print("\nWhat the upstream saw of the clients that left (the warm-up's included)")
     print(*lines, sep="\n")
     report_processes(results.start, results.end)
     print(
@@ -1385,7 +1388,10 @@ def report(results: Results, args: argparse.Namespace) -> bool:
     for (label, outcome), count in sorted(found.items()):
         evidence = f"{label}: {outcome} {count} times; e.g. {samples[label, outcome]}"
         findings.append(Finding(EXPECTATIONS[label].known[outcome], evidence))
-    print(f"\nFindings about the proxy ({len(findings)}; they fail the run with --strict)")
+    print(
+        f"\nFindings about the proxy ({len(findings)}; they fail the run with --strict; the "
+        "counts include the warm-up)"
+    )
     for finding in findings:
         print(f"  - {finding.text}\n    [{finding.evidence[:300]}]")
     if not findings:
