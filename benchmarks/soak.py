@@ -1216,23 +1216,24 @@ def log_problems(log: Path) -> tuple[int, list[str]]:
 # --- The run -----------------------------------------------------------------------------------
 
 
-def _shares(text: str, names: Sequence[str], option: str) -> dict[str, float]:
+def _shares(text: str, names: Sequence[str]) -> dict[str, float]:
+    """``NAME=SHARE,...`` as a dict; argparse names the option in its message."""
     shares: dict[str, float] = {}
     for part in text.split(","):
         name, equals, value = part.partition("=")
         name = name.strip()
         if not equals or name not in names:
             raise argparse.ArgumentTypeError(
-                f"{option}: {part!r} is not NAME=SHARE with NAME one of {', '.join(names)}"
+                f"{part!r} is not NAME=SHARE with NAME one of {', '.join(names)}"
             )
         try:
             shares[name] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
         if shares[name] < 0:
-            raise argparse.ArgumentTypeError(f"{option}: {part!r} is negative")
+            raise argparse.ArgumentTypeError(f"{part!r} is negative")
     if not any(shares.values()):
-        raise argparse.ArgumentTypeError(f"{option}: every share is 0")
+        raise argparse.ArgumentTypeError("every share is 0")
     return shares
 
 
@@ -1254,13 +1255,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=11, help="seeds every client's RNG")
     parser.add_argument(
         "--mix",
-        type=lambda text: _shares(text, list(DEFAULT_MIX), "--mix"),
+        type=lambda text: _shares(text, list(DEFAULT_MIX)),
         default=_text_shares(DEFAULT_MIX),
         help="what the clients send, as NAME=SHARE,...",
     )
     parser.add_argument(
         "--faults",
-        type=lambda text: _shares(text, FAULTS, "--faults"),
+        type=lambda text: _shares(text, FAULTS),
         default=_text_shares(DEFAULT_FAULTS),
         help="what the upstream does with a normal request, as NAME=SHARE,...",
     )
