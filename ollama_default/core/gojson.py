@@ -155,7 +155,9 @@ def _key_pattern(field_name: str) -> bytes:
     for char in field_name:
         forms = {char.lower(), char.upper()}
         forms |= {folded for folded, ascii in (("\u017f", "s"), ("\u212a", "k")) if ascii == char}
-        spellings = sorted(re.escape(form.encode()) for form in forms)
+        ascii_forms = sorted(form for form in forms if form.isascii())
+        spellings = [b"[" + re.escape("".join(ascii_forms).encode()) + b"]"]
+        spellings += sorted(re.escape(form.encode()) for form in forms if not form.isascii())
         spellings += sorted(rb"\\u" + _hex_digits(ord(form)) for form in forms)
         chars.append(rb"(?:" + rb"|".join(spellings) + rb")")
     return rb'"' + b"".join(chars) + rb'"'
@@ -489,19 +491,26 @@ class _Reader:
         in an unknown state.
         """
         skeleton = self.blanked[start:end].translate(None, _NOT_STRUCTURE)
-        if b'"' in skeleton:
-            # Strings without brackets in them first (all of them, mostly), then the rest.
+        quotes = skeleton.count(b'"')
+        if quotes * 8 > len(skeleton):
+            # Many strings: those without brackets in them (all, mostly) go in one pass.
             skeleton = skeleton.replace(b'""', b"")
-            if b'"' in skeleton:
-                skeleton = b"".join(skeleton.split(b'"')[::2])
+            quotes = skeleton.count(b'"')
+        if quotes:
+            skeleton = b"".join(skeleton.split(b'"')[::2])
+        # Remove matched pairs while that pays (wide, shallow structure: empty arrays,
+        # message objects); each pass takes off one level of what is left.
         passes = 0
         while skeleton:
-            reduced = skeleton.replace(b"[]", b"").replace(b"{}", b"")
-            if len(reduced) == len(skeleton):
-                break
-            passes += 1
-            removed, skeleton = len(skeleton) - len(reduced), reduced
-            if removed * 8 < len(skeleton):
+            size = len(skeleton)
+            for pair in (b"[]", b"{}"):
+                if pair[:1] not in skeleton:
+                    continue  # (a quick check: a search for two bytes is slow)
+                reduced = skeleton.replace(pair, b"")
+                if len(reduced) < len(skeleton):
+                    passes += 1
+                    skeleton = reduced
+            if (size - len(skeleton)) * 8 < size:
                 break  # what is left is deep rather than wide: its runs are few
         deepest = len(stack)
         for run in _RUNS_RX.findall(skeleton):
@@ -514,8 +523,8 @@ class _Reader:
             if run.translate(_CLOSER_TO_OPENER) != stack[: -len(run) - 1 : -1]:
                 return True
             del stack[-len(run) :]
-        # Each pass removed pairs at most two deep, and so hid at most that much depth.
-        return deepest + 2 * passes > limit
+        # Each pass removed pairs one level deep, and so hid at most one level of depth.
+        return deepest + passes > limit
 
     def _locate(self, start: int, end: int, stack: bytearray, limit: int) -> tuple[int, bool]:
         """Narrow ``[start, end)``, where :meth:`_balance` saw something, and walk it exactly."""
