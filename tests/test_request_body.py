@@ -10,12 +10,14 @@ import json
 
 import go_json
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.test import encode_multipart
 
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
-from ollama_default.core.request_body import decide_json, decide_multipart
+from ollama_default.core.request_body import Decision, decide_json, decide_multipart
 
 ALIASES = AliasTable(
     {"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"}, default="llmodel"
@@ -318,3 +320,246 @@ def test_a_multipart_part_without_a_name_is_a_400() -> None:
     assert "a part has no name" in raised.value.message
 
 
+# --- What Go accepts, we accept ---------------------------------------------------------
+
+
+def test_nesting_as_deep_as_go_allows_is_read_and_one_level_more_is_refused() -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    # Go's scanner allows 10,000 levels, the top-level object included.
+    for opener, closer in ((b"[", b"]"), (b'{"a":', b"}")):
+        deepest = b'{"model":"llmodel","x":' + opener * 9_999 + closer * 9_999 + b"}"
+        decision = decide_json(deepest, endpoint, ALIASES)
+        assert decision.body == deepest.replace(b'"llmodel"', b'"aya-expanse:8b-q8_0"', 1)
+        too_deep = b'{"model":"llmodel","x":' + opener * 10_000 + closer * 10_000 + b"}"
+        with pytest.raises(RequestError) as raised:
+            decide_json(too_deep, endpoint, ALIASES)
+        assert "exceeded max depth" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"1e999", b"-1E+999", b"9" * 5_000, b"-" + b"1" * 100_000 + b".5e-99999", b"0.0"],
+    ids=["1e999", "-1E+999", "5000-digits", "100000-digits", "zero"],
+)
+def test_any_number_json_allows_is_read_where_we_do_not_look(value: bytes) -> None:
+    endpoint = find_endpoint("/api/generate")
+    assert endpoint is not None
+    for body in (
+        b'{"model":"llmodel","options":{"seed":' + value + b"}}",
+        b'{"model":"llmodel","seed":' + value + b"}",
+        b'{"model":"llmodel","context":[' + value + b"," + value + b"]}",
+    ):
+        decision = decide_json(body, endpoint, ALIASES)
+        assert decision.body == body.replace(b'"llmodel"', b'"aya-expanse:8b-q8_0"')
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"a":01}', "invalid character '1' after object key:value pair"),
+        (b'{"a":-}', "invalid character '}' in numeric literal"),
+        (b'{"a":1e}', "invalid character '}' in exponent of numeric literal"),
+        (b'{"a":tru}', "invalid character '}' in literal true (expecting 'e')"),
+        (b'{"a" 1}', "invalid character '1' after object key"),
+        (b'{"a":1 "b":2}', "invalid character '\"' after object key:value pair"),
+        (b"{a:1}", "invalid character 'a' looking for beginning of object key string"),
+        (b'{"a\x01":1}', "invalid character '\\x01' in string literal"),
+        (b'{"a\\x":1}', "invalid character 'x' in string escape code"),
+        (b'{"model":"\\u12g4"}', "invalid character 'g' in \\u hexadecimal character escape"),
+        (b'{"model":"a\nb"}', "invalid character '\\n' in string literal"),
+        (b"\xef\xbb\xbf{}", "invalid character '\u00ef' looking for beginning of value"),
+        (b'{"a":[1}', "invalid character '}' after array element"),
+        (b'{"a":{"b":1]}', "invalid character ']' after object key:value pair"),
+        (b'{"a":{"b"]}', "invalid character ']' after object key"),
+        (b'{"a":[[]', "unexpected EOF"),
+        (b'{"a":"b', "unexpected EOF"),
+        (b"[", "unexpected EOF"),
+    ],
+)
+def test_refusals_are_worded_as_go_words_them(body: bytes, message: str) -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    with pytest.raises(RequestError) as raised:
+        decide_json(body, endpoint, ALIASES)
+    assert raised.value.status == 400
+    assert raised.value.message == f"invalid JSON in request body: {message}"
+
+
+def test_a_null_member_after_the_winner_is_left_and_a_null_alone_gets_the_target() -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    assert decide_json(b'{"model":"llmodel","model":null}', endpoint, ALIASES).body == (
+        b'{"model":"aya-expanse:8b-q8_0","model":null}'
+    )
+    assert decide_json(b'{ "a":1, "Model":null, "b":2 }', endpoint, ALIASES).body == (
+        b'{ "a":1, "Model":"aya-expanse:8b-q8_0", "b":2 }'
+    )
+    assert decide_json(b'{"a":1,"name":"x"}', endpoint, ALIASES).body == (
+        b'{"model":"aya-expanse:8b-q8_0","a":1,"name":"x"}'
+    )
+    assert decide_json(b"{ }", endpoint, ALIASES).body == b'{"model":"aya-expanse:8b-q8_0" }'
+
+
+# --- Properties: what the upstream receives is read by Go as the model decided --------
+
+MODEL_NAMES = [
+    "llmodel", "LLModel", "llmodel:latest", " llmodel ", "library/llmodel", "embed",
+    "llama3.2", "", "  ", "llmod\\u0065l", "\\ud800", "caf\xe9", r'a\\\"b', r"\u006c\u006cmodel",
+]  # fmt: skip
+KEY_SPELLINGS = {
+    "model": ["model", "Model", "MODEL", "mode\\u006c", "\\u004dODEL", "mOdEl"],
+    "name": ["name", "NAME", "n\\u0061me"],
+    "source": ["source", "\u017fource", "SOURCE", "\\u017fource"],
+    "destination": ["destination", "de\u017ftination", "Destination"],
+    "from": ["from", "FROM", "fro\\u006d"],
+}
+OTHER_KEYS = ["messages", "prompt", "stream", "modeL2", "mode", "models", "\u212aey", ""]
+WHITESPACE = st.sampled_from(["", "", " ", "\n  ", "\t", "\r\n"])
+PATHS = ["/api/chat", "/api/generate", "/api/show", "/api/pull", "/api/create", "/api/copy"]
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["[", "]", "{}", '"', "\\", "\\u", "model", '{"model":"llmodel"}'])
+)
+NESTED = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def json_text(draw: st.DrawFn) -> str:
+    """A value as text: written by json.dumps in its ways, or a raw number or string."""
+    kind = draw(st.integers(0, 9))
+    if kind < 4:
+        return '"' + draw(st.sampled_from(MODEL_NAMES)) + '"'
+    if kind == 4:
+        return draw(st.sampled_from(["null", "1e999", "-0.5E+10", "9" * 60, "0", "true"]))
+    value = draw(NESTED)
+    return json.dumps(
+        value, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1]))
+    )
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> bytes:
+    """An object as a client might write it: keys of every spelling Go folds, duplicates,
+    nulls, nesting, numbers Python cannot hold, odd spacing, trailing bytes."""
+    members = []
+    for _ in range(draw(st.integers(0, 5))):
+        if draw(st.booleans()):
+            key = draw(st.sampled_from([k for ks in KEY_SPELLINGS.values() for k in ks]))
+        else:
+            key = draw(
+                st.sampled_from(OTHER_KEYS) | st.text(max_size=4).map(lambda t: json.dumps(t)[1:-1])
+            )
+        ws = [draw(WHITESPACE) for _ in range(3)]
+        members.append(f'{ws[0]}"{key}"{ws[1]}:{ws[2]}{draw(json_text())}')
+    text = "{" + ",".join(members) + draw(WHITESPACE) + "}"
+    if draw(st.integers(0, 9)) == 0:
+        text = "null"
+    trailing = draw(st.sampled_from(["", "", " ", " trailing", "}", ',"model":"llmodel"}', "\x00"]))
+    return (
+        (draw(WHITESPACE) + text + trailing)
+        .encode("utf-8", "surrogatepass")
+        .replace("\xe9".encode(), b"\xe9")
+    )
+
+
+def expected_references(members: go_json.Members | None, path: str) -> list[object]:
+    endpoint = find_endpoint(path)
+    assert endpoint is not None
+    return [go_json.reference(members, keys) for keys in endpoint.model_fields]
+
+
+def check_decision(body: bytes, path: str) -> None:
+    """The property: decide_json agrees with Go's reading, and Go reads what was decided."""
+    endpoint = find_endpoint(path)
+    assert endpoint is not None
+    try:
+        members = go_json.read(body)
+        go_refuses = False
+    except go_json.Unreadable:
+        members, go_refuses = None, True
+    except go_json.GivesUp:
+        return
+    if not body.strip(b" \t\r\n"):
+        assert decide_json(body, endpoint, ALIASES) == Decision(None, ())
+        return
+    try:
+        decision = decide_json(body, endpoint, ALIASES)
+    except RequestError as error:
+        assert go_refuses, error.message
+        assert error.status == 400
+        assert "Error" not in error.message and "Traceback" not in error.message
+        return
+    sent = body if decision.body is None else decision.body
+    if go_refuses:
+        # Only errors inside nested values go on unseen, and Go still sees them.
+        with pytest.raises(go_json.Unreadable):
+            go_json.read(sent)
+        return
+    upstream = go_json.read(sent)
+    renames: list[str | None] = []
+    edited: list[str] = []
+    for keys, name, got in zip(
+        endpoint.model_fields,
+        expected_references(members, path),
+        expected_references(upstream, path),
+        strict=True,
+    ):
+        if not isinstance(name, str):
+            assert got == name  # not a string: Ollama refuses it, we leave it
+            continue
+        if not name.strip():
+            rename = ALIASES.default if endpoint.takes_default else None
+            client_name = rename.alias if rename else None
+        else:
+            rename, client_name = ALIASES.resolve(name), name
+        if rename is None:
+            assert got == name
+        else:
+            assert got == rename.target
+            renames.append(client_name)
+            edited.extend(keys)
+
+    def kept(members: go_json.Members | None) -> list[tuple[str, object]]:
+        folded = {go_json.go_fold(key) for key in edited}
+        return [(k, v) for k, v in members or () if go_json.go_fold(k) not in folded]
+
+    assert kept(upstream) == kept(members)  # every member for another field is as it was
+    assert [rename.client_name for rename in decision.renames] == renames
+    assert (decision.body is None) == (not renames)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=bodies(), path=st.sampled_from(PATHS))
+def test_the_upstream_reads_the_model_decided(body: bytes, path: str) -> None:
+    check_decision(body, path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies(), path=st.sampled_from(PATHS), data=st.data())
+def test_a_damaged_body_is_refused_or_still_refused_by_go_after_the_edit(
+    body: bytes, path: str, data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(0, len(body)))
+    damage = data.draw(
+        st.sampled_from([b"", b",", b"]", b"}", b"[", b"{", b'"', b"\\", b":", b"x", b" "])
+    )
+    cut = data.draw(st.integers(0, 2))
+    check_decision(body[:at] + damage + body[at + cut :], path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=64), path=st.sampled_from(PATHS))
+def test_no_bytes_raise_anything_but_a_request_error(body: bytes, path: str) -> None:
+    check_decision(body, path)
