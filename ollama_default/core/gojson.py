@@ -498,22 +498,29 @@ class _Reader:
             quotes = skeleton.count(b'"')
         if quotes:
             skeleton = b"".join(skeleton.split(b'"')[::2])
-        # Remove matched pairs while that pays (wide, shallow structure: empty arrays,
-        # message objects); each pass takes off one level of what is left.
+        # Deep structure has few runs of brackets: walk them as they are. Wide structure
+        # (empty arrays, message objects) has a run per byte or two: first remove matched
+        # pairs while that pays, each pass one level (a two-byte search costs some 4 ns a
+        # byte, so deep structure is spared it when a look at its start shows few runs).
+        runs = None
+        if len(_RUNS_RX.findall(skeleton, 0, 4096)) * 32 < min(len(skeleton), 4096):
+            runs = _RUNS_RX.findall(skeleton)
         passes = 0
-        while skeleton:
-            size = len(skeleton)
-            for pair in (b"[]", b"{}"):
-                if pair[:1] not in skeleton:
-                    continue  # (a quick check: a search for two bytes is slow)
-                reduced = skeleton.replace(pair, b"")
-                if len(reduced) < len(skeleton):
-                    passes += 1
-                    skeleton = reduced
-            if (size - len(skeleton)) * 8 < size:
-                break  # what is left is deep rather than wide: its runs are few
+        if runs is None or len(runs) * 32 > len(skeleton):
+            while skeleton:
+                size = len(skeleton)
+                for pair in (b"[]", b"{}"):
+                    if pair[:1] not in skeleton:
+                        continue  # a quick check first
+                    reduced = skeleton.replace(pair, b"")
+                    if len(reduced) < len(skeleton):
+                        passes += 1
+                        skeleton = reduced
+                if (size - len(skeleton)) * 8 < size:
+                    break  # what is left is deep rather than wide: its runs are few
+            runs = _RUNS_RX.findall(skeleton)
         deepest = len(stack)
-        for run in _RUNS_RX.findall(skeleton):
+        for run in runs:
             if run[0] in _OPENERS:
                 stack += run
                 deepest = max(deepest, len(stack))

@@ -152,12 +152,13 @@ def _spliced(
     """``body`` up to the end of its first value, with ``edits`` made (and nothing after)."""
     if reading is None:
         return edits[0][2]  # `null` becomes the object holding the member
-    pieces: list[bytes] = []
+    view = memoryview(body)  # slices of it are not copies: the new body is the only one
+    pieces: list[bytes | memoryview] = []
     at = 0
     for start, end, replacement in sorted(edits):
-        pieces += (body[at:start], replacement)
+        pieces += (view[at:start], replacement)
         at = end
-    pieces.append(body[at : reading.end])
+    pieces.append(view[at : reading.end])
     return b"".join(pieces)
 
 
