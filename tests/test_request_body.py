@@ -6,7 +6,9 @@ independent of the byte scanner under test.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from unittest import mock
 
 import go_json
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import encode_multipart
 
+from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
@@ -563,3 +566,35 @@ def test_a_damaged_body_is_refused_or_still_refused_by_go_after_the_edit(
 @given(body=st.binary(max_size=64), path=st.sampled_from(PATHS))
 def test_no_bytes_raise_anything_but_a_request_error(body: bytes, path: str) -> None:
     check_decision(body, path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies(), path=st.sampled_from(PATHS), data=st.data())
+def test_the_bulk_bracket_count_reads_as_the_exact_walk(
+    body: bytes, path: str, data: st.DataObject
+) -> None:
+    # Chunks of a few bytes, so that containers in these small bodies go through the
+    # counting in chunks and its narrowing down, as those of megabytes do.
+    sizes = {
+        "_WALK_BYTES": data.draw(st.integers(1, 8)),
+        "_FIRST_CHUNK_BYTES": data.draw(st.integers(1, 16)),
+        "_LARGEST_CHUNK_BYTES": data.draw(st.integers(16, 64)),
+    }
+    if data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(body)))
+        body = body[:at] + data.draw(st.sampled_from([b"]", b"}", b"[", b"{", b'"'])) + body[at:]
+    with contextlib.ExitStack() as patches:
+        for name, size in sizes.items():
+            patches.enter_context(mock.patch.object(gojson, name, size))
+        check_decision(body, path)
+
+
+def test_a_large_body_of_mixed_shapes_reads_as_go_reads_it() -> None:
+    parts = [b"[]", b'{"a":[{}]}', b"[" * 300 + b'"]}"' + b"]" * 300, b'"x\\\\"', b"1e999"]
+    value = b"[" + b",".join(parts * 400) + b"]"  # some 250 KB: several chunks
+    body = b'{"model":"llmodel","x":' + value + b',"model":null,"y":' + value + b"}"
+    check_decision(body, "/api/chat")
+    for damage in (b"}", b"]", b"[{"):
+        at = len(body) // 2 + 12_345
+        damaged = body[:at] + damage + body[at:]
+        check_decision(damaged, "/api/chat")
