@@ -6,8 +6,8 @@ scanner.go, fold.go):
 
 - every member of an object is kept, in order (``object_pairs_hook``), and a field gets the
   last non-null member whose key folds to it (Go's ``foldName``: ASCII letters upper-cased,
-  ``ſ`` to ``S`` and the Kelvin sign to ``K``, the two non-ASCII runes whose fold set has an
-  ASCII letter);
+  U+017F (long s) to ``S`` and the Kelvin sign to ``K``, the two non-ASCII runes whose fold
+  set has an ASCII letter);
 - numbers are kept as text (Go checks their syntax and converts only what it stores, so
   ``1e999`` and a 5,000-digit integer are read); ``NaN`` and ``Infinity`` are refused;
 - the bytes are decoded with ``surrogateescape``, so each invalid UTF-8 byte is one lone
