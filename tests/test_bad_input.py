@@ -36,8 +36,16 @@ class BadInput:
 
 BAD_INPUT = [
     BadInput(
-        "malformed", "JSON with a syntax error", "400, ``invalid JSON in request body: ...``",
-        b'{"model":"llmodel",', 400, "invalid JSON in request body: Expecting",
+        "malformed", "JSON with a syntax error in the object",
+        "400, with Go's words, as Ollama would answer: ``invalid JSON in request body: "
+        "invalid character '}' looking for beginning of object key string``",
+        b'{"model":"llmodel",}', 400,
+        "invalid JSON in request body: invalid character '}' looking for beginning of object key",
+    ),
+    BadInput(
+        "cut-json", "JSON that ends too soon",
+        "400, ``invalid JSON in request body: unexpected EOF``",
+        b'{"model":"llmodel",', 400, "invalid JSON in request body: unexpected EOF",
     ),
     BadInput(
         "not-object", "a JSON array, string, number or boolean",
@@ -45,14 +53,28 @@ BAD_INPUT = [
         b'["llmodel"]', 400, "request body must be a JSON object, not an array",
     ),
     BadInput(
-        "nan", "``NaN`` or ``Infinity`` (not JSON; Python would read them, Go does not)",
-        "400, ``invalid JSON in request body: NaN is not valid JSON``",
-        b'{"model":"llmodel","options":{"temperature":NaN}}', 400, "NaN is not valid JSON",
+        "nan", "``NaN`` or ``Infinity`` as a member's value (not JSON; Python would read them)",
+        "400, ``invalid JSON in request body: invalid character 'N' looking for beginning of "
+        "value``",
+        b'{"model":"llmodel","temperature":NaN}', 400,
+        "invalid character 'N' looking for beginning of value",
     ),
     BadInput(
-        "overflow", "a number beyond float64, such as ``1e999``",
-        "400, ``invalid JSON in request body: number 1e999 is out of range``",
-        b'{"model":"llmodel","options":{"temperature":1e999}}', 400, "out of range",
+        "nested-error", "a syntax error inside a nested value (``NaN`` in ``options``)",
+        "passed on with the model decided: only the brackets of nested values are read, so "
+        "Ollama finds the error and answers 400 with the same words",
+        b'{"model":"llmodel","options":{"temperature":NaN}}', None,
+    ),
+    BadInput(
+        "overflow", "a number beyond float64, such as ``1e999``, or an integer of 5,000 digits",
+        "passed on: Go's JSON syntax allows it; Ollama decides whether the field can hold it",
+        b'{"model":"llmodel","options":{"temperature":1e999}}', None,
+    ),
+    BadInput(
+        "too-deep", "nesting deeper than 10,000 levels (Go's limit)",
+        "400, ``invalid JSON in request body: invalid character '[' exceeded max depth``",
+        b'{"model":"llmodel","x":' + b"[" * 10_000 + b"]" * 10_000 + b"}", 400,
+        "invalid character '[' exceeded max depth",
     ),
     BadInput(
         "not-utf8-syntax", "bytes that are not UTF-8 outside any string",
@@ -61,7 +83,7 @@ BAD_INPUT = [
     ),
     BadInput(
         "not-utf8-text", "bytes that are not UTF-8 inside a string",
-        "read as U+FFFD, as Ollama (Go) reads them; the request goes on",
+        "passed on as sent; read as U+FFFD, one per byte, as Ollama (Go) reads them",
         b'{"model":"llmodel","prompt":"caf\xe9"}', None,
     ),
     BadInput(
@@ -172,7 +194,9 @@ def test_anthropic_errors_have_anthropics_shape() -> None:
 
 
 EXPECTED_PASS_ON = {
-    "not-utf8-text": '{"model":"aya-expanse:8b-q8_0","prompt":"caf\ufffd"}'.encode(),
+    "not-utf8-text": b'{"model":"aya-expanse:8b-q8_0","prompt":"caf\xe9"}',
+    "nested-error": b'{"model":"aya-expanse:8b-q8_0","options":{"temperature":NaN}}',
+    "overflow": b'{"model":"aya-expanse:8b-q8_0","options":{"temperature":1e999}}',
     "empty": b"",
     "null": b'{"model":"aya-expanse:8b-q8_0"}',
     "model-not-string": b'{"model":42}',

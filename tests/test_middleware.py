@@ -160,8 +160,10 @@ def test_legacy_embeddings_send_the_target(client: TestApp, fake: FakeOllama) ->
 @pytest.mark.parametrize(
     ("method", "path", "body", "field", "sent"),
     [
-        ("POST", "/api/show", {"name": "llmodel"}, "model", TARGET),
-        ("POST", "/api/pull", {"name": "llmodel", "stream": False}, "model", TARGET),
+        # The legacy "name" gets the target where it was sent: Ollama reads
+        # cmp.Or(model, name), and the body is spliced, not written anew.
+        ("POST", "/api/show", {"name": "llmodel"}, "name", TARGET),
+        ("POST", "/api/pull", {"name": "llmodel", "stream": False}, "name", TARGET),
         ("POST", "/api/push", {"model": "llmodel", "stream": False}, "model", TARGET),
         ("POST", "/api/create", {"model": "mario", "from": "llmodel", "stream": False}, "from",
          TARGET),

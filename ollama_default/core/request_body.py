@@ -1,29 +1,34 @@
-"""Request bodies: find the model a request names, decide, and re-serialise.
+"""Request bodies: find the model a request names, decide, and splice the decision in.
 
-The decision is made on the parsed JSON, read the way Ollama (Go's ``encoding/json``
-behind gin's ``ShouldBindJSON``) reads it, so what we rewrite is what Ollama would have
-used:
+The decision is made on the body as Ollama (Go's ``encoding/json`` behind gin's
+``ShouldBindJSON``) reads it, so what we rewrite is what Ollama would have used; the
+reading is :func:`~ollama_default.core.gojson.read_object`'s, which says how Go reads and
+what it checks. The document is never built nor written out again: the new body is the
+old one with the bytes of one value replaced (or one member inserted), and anything after
+the first JSON value, which Ollama ignores, dropped.
 
-- keys match struct fields case-insensitively, and of several keys for one field the
-  last wins (golang/go#11673, #43664); ``null`` leaves a string field as it was;
-- only the first JSON value is read (``json.Decoder.Decode``): trailing bytes are ignored;
-- invalid UTF-8 inside strings reads as U+FFFD; ``NaN`` and ``Infinity`` are not JSON.
+Which bytes change, for a reference whose keys are, say, ``("model", "name")`` (Ollama's
+``cmp.Or(req.Model, req.Name)``): Go decodes into each field the last member whose key
+folds to it and whose value is not ``null``. The name comes from the first field whose
+value is not empty, so the target is written over that member's value: it stays the last
+non-null one, and every field before it stays empty. Members that lose (an earlier
+duplicate, another spelling, a ``null`` after it) are left as sent, as Go ignores them.
+When no member holds a value, the target goes over the last ``null`` member of the first
+key, else into a new member right after ``{``: either is the only non-null one, so Go
+reads it whatever follows.
 
-When the decision changes the body, it is re-serialised with every other member, in
-order and with duplicates, exactly as sent: the app sees precisely what was decided. The
-common request (strict JSON naming ``"model"`` once, a plain string) is decided without
-that: its one string is replaced in place, which Go reads the same way, for a fraction of
-the cost.
+Why edits keep an invalid body invalid: Go validates the whole first value before it uses
+any of it, and we only replace a value we read and checked, insert a member before every
+other one, or drop what follows the first value. The bytes before any error Go would find
+are unchanged, so it still finds it.
 
-Pure: bytes and dicts in, bytes out; no I/O, no WSGI.
+Pure: bytes in, bytes out; no I/O, no WSGI.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.http import parse_options_header
@@ -41,20 +46,9 @@ from werkzeug.sansio.multipart import (
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .errors import RequestError
-from .gojson import (
-    STRICT_JSON,
-    Members,
-    field_value,
-    folds_to,
-    json_string,
-    json_type,
-    parse_first_value,
-    serialise,
-)
+from .gojson import Member, ObjectReading, json_string, read_object
 
-_MODEL_ONLY = (("model",),)
-_MODEL_KEY = b'"model"'
-_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")  # JSON's white space around a member's ':'
+_JSON_WHITESPACE = b" \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -87,70 +81,85 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
 
     :raises RequestError: 400 for a body Ollama could not read as a JSON object.
     """
-    decision = _decide_spliced(body, endpoint, aliases)
-    return decision if decision is not None else _decide_parsed(body, endpoint, aliases)
-
-
-def _decide_spliced(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision | None:
-    """Decide the common request by replacing its one model string; None if it is not one.
-
-    It is one when the body is strict JSON (UTF-8, no ``\\u`` escapes, nothing after the
-    value), an object whose one key spelled like ``model`` in any case is ``"model"``
-    with a plain string. Go reads that body with the string replaced exactly as
-    :func:`_decide_parsed`'s re-serialised one (the tests compare the two).
-    """
-    if endpoint.model_fields != _MODEL_ONLY or body.find(b"\\u") >= 0:
-        return None
-    lowered = body.lower()  # ASCII only: no other letter folds to one of "model"
-    key_at = lowered.find(_MODEL_KEY)
-    if key_at < 0 or lowered.find(_MODEL_KEY, key_at + 1) >= 0:
-        return None
-    try:
-        document = STRICT_JSON.decode(body.decode())
-    except (ValueError, RecursionError):
-        return None  # left to the full reading, which says what is wrong
-    name = document.get("model") if isinstance(document, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        return None
-    rename = decide_name(name, aliases)
-    if rename is None:
-        return Decision(None, (), name)
-    value_at = _COLON.match(body, key_at + len(_MODEL_KEY)).end()  # type: ignore[union-attr]
-    sent = json_string(name)
-    if not body.startswith(sent, value_at):
-        return None  # written some other way than the encoder writes it
-    target = json_string(rename.route.target)
-    spliced = body[:value_at] + target + body[value_at + len(sent) :]
-    return Decision(spliced, (rename,), rename.route.target)
-
-
-def _decide_parsed(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
-    text = body.decode("utf-8", "replace")
-    if not text.strip():
+    if not body.strip(_JSON_WHITESPACE):
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
-    document, has_duplicates = parse_first_value(text)
-    if document is None:
-        document = {}  # Go decodes `null` into an empty request.
-    if not isinstance(document, (dict, Members)):
-        raise RequestError(400, f"request body must be a JSON object, not {json_type(document)}")
+    fields = tuple(dict.fromkeys(key for keys in endpoint.model_fields for key in keys))
+    reading = read_object(body, fields)
     renames: list[Rename] = []
     models: list[str | None] = []
-    members = list(document.items() if isinstance(document, dict) else document)
+    edits: list[tuple[int, int, bytes]] = []
     for keys in endpoint.model_fields:
-        name, rename = _decide_reference(members, keys, endpoint.takes_default, aliases)
+        name, writes_to = _read_reference(reading, keys)
+        rename = None
+        if name is None:
+            pass  # not a string: Ollama refuses it itself, let it say so
+        elif not name.strip():  # modelref.ParseRef: blank is "model is required"
+            rename = default_rename(aliases) if endpoint.takes_default else None
+            name = None
+        else:
+            rename = decide_name(name, aliases)
         if rename is not None:
             renames.append(rename)
-            members = _with_reference(members, keys, rename.route.target)
             name = rename.route.target
+            edits.append(_edit(reading, keys[0], writes_to, name))
         models.append(name)
     model = models[0] if models else None
     if not renames:
         return Decision(None, (), model)
-    # Without duplicate keys anywhere, a dict keeps the members in order and the C encoder
-    # writes them; only duplicates need the encoder that keeps every member.
-    top = Members(members) if has_duplicates else dict(members)
-    return Decision(serialise(top), tuple(renames), model)
+    return Decision(_spliced(body, reading, edits), tuple(renames), model)
+
+
+def _read_reference(
+    reading: ObjectReading | None, keys: Sequence[str]
+) -> tuple[str | None, Member | None]:
+    """Return the name a reference holds ("" for none, None when it is not a string), and
+    the member holding it (None when no member holds a value)."""
+    values = reading.values if reading is not None else {}
+    holder: Member | None = None
+    for key in keys:  # cmp.Or(req.Model, req.Name): the first non-empty one
+        member = values.get(key)
+        if member is None:
+            continue
+        if member.text is None:
+            return None, None
+        if holder is None or member.text:
+            holder = member
+        if member.text:
+            break
+    return (holder.text if holder is not None else ""), holder
+
+
+def _edit(
+    reading: ObjectReading | None, key: str, holder: Member | None, target: str
+) -> tuple[int, int, bytes]:
+    """The one edit that makes Go read ``target`` for a reference whose first key is ``key``."""
+    value = json_string(target)
+    if holder is None and reading is not None:
+        holder = reading.nulls.get(key)
+    if holder is not None:
+        return holder.start, holder.end, value
+    member = json_string(key) + b":" + value
+    if reading is None:  # the body is `null`
+        return 0, 0, b"{" + member + b"}"
+    after_brace = reading.start + 1
+    return after_brace, after_brace, member + (b"," if reading.has_members else b"")
+
+
+def _spliced(
+    body: bytes, reading: ObjectReading | None, edits: list[tuple[int, int, bytes]]
+) -> bytes:
+    """``body`` up to the end of its first value, with ``edits`` made (and nothing after)."""
+    if reading is None:
+        return edits[0][2]  # `null` becomes the object holding the member
+    view = memoryview(body)  # slices of it are not copies: the new body is the only one
+    pieces: list[bytes | memoryview] = []
+    at = 0
+    for start, end, replacement in sorted(edits):
+        pieces += (view[at:start], replacement)
+        at = end
+    pieces.append(view[at : reading.end])
+    return b"".join(pieces)
 
 
 def decide_multipart(
@@ -228,40 +237,3 @@ def default_rename(aliases: AliasTable) -> Rename | None:
     """Return the rename for a request that names no model, when there is a default."""
     route = aliases.default
     return Rename(route.alias, route) if route is not None else None
-
-
-def _decide_reference(
-    members: Sequence[tuple[str, Any]],
-    keys: tuple[str, ...],
-    takes_default: bool,
-    aliases: AliasTable,
-) -> tuple[str | None, Rename | None]:
-    """Return the name a reference holds (None if none a model could be), and its rename."""
-    name: Any = ""
-    for key in keys:  # cmp.Or(req.Model, req.Name): the first non-empty one.
-        name = field_value(members, key)
-        if not isinstance(name, str):
-            return None, None  # Ollama rejects a non-string model itself; let it say so.
-        if name:
-            break
-    if not name.strip():  # modelref.ParseRef: blank is "model is required".
-        return None, default_rename(aliases) if takes_default else None
-    return name, decide_name(name, aliases)
-
-
-def _with_reference(
-    members: Sequence[tuple[str, Any]], keys: tuple[str, ...], target: str
-) -> list[tuple[str, Any]]:
-    """Replace every member that feeds this reference by one ``keys[0]: target``."""
-    kept: list[tuple[str, Any]] = []
-    placed = False
-    for key, value in members:
-        if any(folds_to(key, k) for k in keys):
-            if not placed:
-                kept.append((keys[0], target))
-                placed = True
-        else:
-            kept.append((key, value))
-    if not placed:
-        kept.insert(0, (keys[0], target))
-    return kept
