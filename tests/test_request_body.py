@@ -21,7 +21,12 @@ from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
-from ollama_default.core.request_body import Decision, decide_json, decide_multipart
+from ollama_default.core.request_body import (
+    Decision,
+    decide_json,
+    decide_json_steps,
+    decide_multipart,
+)
 
 ALIASES = AliasTable(
     {"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"}, default="llmodel"
@@ -720,3 +725,43 @@ def test_a_damaged_body_read_in_bulk_is_refused_in_go_words_or_still_refused_by_
     )
     cut = data.draw(st.integers(0, 2))
     check_bulk_reading(body[:at] + damage + body[at + cut :], path, data)
+
+
+# --- Steps: a large body is decided in slices of bounded work ----------------------------
+
+MESSAGE = b'{"role":"user","content":"Hello there, how are you today?\\nI am fine."},'
+LARGE_BODIES = {
+    "messages": b'{"model":"llmodel","messages":[' + MESSAGE * 60_000 + b'{"role":"user"}]}',
+    "members": b"{" + b'"a":[[[[]]]],"model":"llama3.2",' * 150_000 + b'"model":"llmodel"}',
+    "deep": b'{"model":"llmodel","x":[' + (b"[" * 9_000 + b"]" * 9_000 + b",") * 250 + b"1]}",
+}
+
+
+@pytest.mark.parametrize("shape", LARGE_BODIES)
+def test_a_large_body_is_decided_in_steps_of_a_slice_of_work(shape: str) -> None:
+    body = LARGE_BODIES[shape]
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    steps = decide_json_steps(body, endpoint, ALIASES)
+    reached = []
+    while True:
+        try:
+            reached.append(next(steps))
+        except StopIteration as done:
+            decision = done.value
+            break
+    assert len(reached) >= len(body) // gojson.SLICE_BYTES - 1
+    assert reached == sorted(reached)
+    assert decision == decide_json(body, endpoint, ALIASES)
+    assert decision.model == TARGET
+
+
+def test_a_small_body_is_decided_in_one_step() -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    steps = decide_json_steps(
+        b'{"model":"llmodel","messages":[' + MESSAGE * 100 + b"{}]}", endpoint, ALIASES
+    )
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    assert done.value.value.model == TARGET

@@ -27,7 +27,8 @@ Pure: bytes in, bytes out; no I/O, no WSGI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from werkzeug.datastructures import Headers
@@ -46,9 +47,9 @@ from werkzeug.sansio.multipart import (
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .errors import RequestError
-from .gojson import Member, ObjectReading, json_string, read_object
+from .gojson import Member, ObjectReading, drain, json_string, read_object_steps
 
-_JSON_WHITESPACE = b" \t\r\n"
+_NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,23 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
 
     :raises RequestError: 400 for a body Ollama could not read as a JSON object.
     """
-    if not body.strip(_JSON_WHITESPACE):
+    return drain(decide_json_steps(body, endpoint, aliases))
+
+
+def decide_json_steps(
+    body: bytes, endpoint: Endpoint, aliases: AliasTable
+) -> Generator[int, None, Decision]:
+    """:func:`decide_json` in steps: a generator that yields after each slice of the work
+    (about :data:`~ollama_default.core.gojson.SLICE_BYTES` of the body scanned), and returns
+    the decision, so that a server can serve other requests between slices of a large body.
+
+    :raises RequestError: as :func:`decide_json`, from the step that finds the fault.
+    """
+    if _NOT_JSON_WHITESPACE.search(body) is None:
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
     fields = tuple(dict.fromkeys(key for keys in endpoint.model_fields for key in keys))
-    reading = read_object(body, fields)
+    reading = yield from read_object_steps(body, fields)
     renames: list[Rename] = []
     models: list[str | None] = []
     edits: list[tuple[int, int, bytes]] = []
