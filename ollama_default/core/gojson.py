@@ -114,7 +114,8 @@ def read_object_steps(
     body: bytes, fields: Sequence[str]
 ) -> Generator[int, None, ObjectReading | None]:
     """:func:`read_object` in steps: a generator that yields after each slice of work (about
-    :data:`SLICE_BYTES` of the body scanned; the offset it reached), and returns the reading.
+    :data:`SLICE_BYTES` of the body scanned; it yields the bytes scanned so far), and returns
+    the reading.
 
     A caller that serves other work on the same thread lets it run between steps; one that
     has none runs them all with :func:`drain`.
@@ -331,6 +332,8 @@ _STRICT_CHARS = re.compile(
 )
 _NOT_SPECIAL = re.compile(rb'[^"\[\]{}]*')
 _NOT_STRUCTURE_RX = re.compile(rb'[^"\[\]{},]*+')
+_TOKEN_START = re.compile(rb'[",:\[\]{}]')
+_NOT_BACKSLASH = re.compile(rb"[^\\\\]")
 _OPENERS_RX = re.compile(rb"[\[{]+")
 _CLOSERS_RX = re.compile(rb"[\]}]+")
 _RUNS_RX = re.compile(rb"[\[{]+|[\]}]+")
@@ -397,12 +400,14 @@ def _unexpected_eof(at: int) -> _Refusal:
 
 
 _Steps = Generator[int, None, _T]
+# The blanked body: a copy made a slice at a time is a bytearray.
+_Bytes = bytes | bytearray
 
 
 class _Reader:
     """One reading of one body (not shared: it keeps the blanked copy and the results).
 
-    Its methods that may take long are generators: they yield the offset they reached after
+    Its methods that may take long are generators: they yield the bytes scanned so far after
     each slice of work (:data:`SLICE_BYTES`), and return their result.
     """
 
@@ -410,14 +415,16 @@ class _Reader:
         self.body = body
         self.fields = fields
         self.patterns = _patterns(fields, _CHECKED_LEVELS)
-        self._blanked: bytes | None = None
+        self._blanked: _Bytes | None = None
+        #: Bytes scanned so far (what the steps yield), and since the last step.
+        self.done = 0
         self._work = 0
         # Stretches of top-level members skipped without reading their syntax (their
         # brackets were checked): read when an error comes later, as Go names the first.
         self._unchecked: list[tuple[int, int]] = []
 
     @property
-    def blanked(self) -> bytes:
+    def blanked(self) -> _Bytes:
         """The body with escaped backslashes and quotes blanked out, offsets unchanged.
 
         Escapes pair from the left in a run of backslashes, as ``bytes.replace`` finds them,
@@ -430,8 +437,33 @@ class _Reader:
             self._blanked = body
         return self._blanked
 
+    def _blank(self) -> _Steps[None]:
+        """Make :attr:`blanked` a slice at a time (in a copy of the body, which a large body
+        with escapes needs anyway)."""
+        body = self.body
+        if b"\\" not in body:
+            self._blanked = body
+            return
+        blanked = bytearray(body)
+        start = 0
+        while start < len(body):
+            end = min(len(body), start + SLICE_BYTES)
+            if body[end - 1] == _BACKSLASH:
+                # A run of backslashes pairs from its start: keep it, and what the last one
+                # escapes, in this slice.
+                after = _NOT_BACKSLASH.search(body, end)
+                end = len(body) if after is None else after.end()
+            piece = body[start:end]
+            if b"\\\\" in piece or b'\\"' in piece:
+                blanked[start:end] = piece.replace(b"\\\\", b"..").replace(b'\\"', b"..")
+            self._spent(end - start)
+            start = end
+            yield self.done
+        self._blanked = blanked
+
     def _spent(self, size: int) -> bool:
         """Count ``size`` bytes of work; return True when a slice is done (time to yield)."""
+        self.done += size
         self._work += size
         if self._work < SLICE_BYTES:
             return False
@@ -441,6 +473,8 @@ class _Reader:
     # --- The first value ------------------------------------------------------------------
 
     def read(self) -> _Steps[ObjectReading | None]:
+        if len(self.body) > SLICE_BYTES:
+            yield from self._blank()
         try:
             return (yield from self._read())
         except _Refusal as refusal:
@@ -472,7 +506,7 @@ class _Reader:
             reading.end = pos + 1
             return reading
         reading.has_members = True
-        match = self.patterns.first.match(blanked, pos)
+        match = self.patterns.first.match(blanked, pos, self._cut(pos + _FIRST_WINDOW_BYTES))
         if match:
             self._take(match, reading)
             pos = match.end()
@@ -505,16 +539,13 @@ class _Reader:
         brackets checked first.
         """
         blanked = self.blanked
-        # Cut before a quote: no token but a string spans it, and a string cut short does
-        # not match, so every member the pattern takes is whole.
-        endpos = blanked.find(b'"', target)
-        endpos = len(blanked) if endpos < 0 else endpos
+        endpos = self._cut(target)
         while True:
             end = self._matched(pos, endpos, reading, self.patterns.shallow)
             if end > pos:
                 start, pos = pos, end
                 if self._spent(pos - start):
-                    yield pos
+                    yield self.done
                 continue
             if pos >= endpos or blanked[pos] != _COMMA:
                 return pos
@@ -524,6 +555,13 @@ class _Reader:
                 return pos
             if pos - member < _DEEP_MEMBER_BYTES:
                 return (yield from self._read_checked_window(pos, target, reading))
+
+    def _cut(self, target: int) -> int:
+        """Where to stop the member patterns at or after ``target``: before a quote, bracket,
+        comma or colon. No token but a string spans such a byte, and a string or container
+        cut short does not match, so every member a pattern takes there is whole."""
+        match = _TOKEN_START.search(self.blanked, target)
+        return len(self.blanked) if match is None else match.start()
 
     def _skip_members(self, pos: int, target: int, reading: ObjectReading) -> _Steps[int]:
         """Skip the members after ``pos`` (at a comma) to a member's end at or after
@@ -550,13 +588,16 @@ class _Reader:
 
         :returns: where reading stopped: ``end``, or before a byte that cannot follow a member.
         """
-        blanked = self.blanked
+        blanked, captured = self.blanked, self.patterns.checked.captured
         while True:
-            stop = self._matched(pos, end, reading, self.patterns.checked)
+            # Values there are deep, and reading them costs more than capturing as they go.
+            match = captured.match(blanked, pos, end)
+            self._take(match, reading)  # type: ignore[arg-type]
+            stop = match.end()  # type: ignore[union-attr]
             if stop > pos:
                 start, pos = pos, stop
                 if self._spent(pos - start):
-                    yield pos
+                    yield self.done
                 continue
             if pos >= end or blanked[pos] != _COMMA:
                 if pos < end:
@@ -621,7 +662,7 @@ class _Reader:
         stack = bytearray(b"{")
         stop, closed = self._apply(pos, at, stack, MAX_DEPTH, floor=0)
         if self._spent(at - pos):
-            yield at
+            yield self.done
         if closed:
             return stop - 1
         while True:
@@ -699,13 +740,13 @@ class _Reader:
         if body[pos] != ord(":"):
             raise _syntax_error(body[pos], "after object key", pos)
         start = _WS_RX.match(body, pos + 1).end()  # type: ignore[union-attr]
-        if index is None:
-            return (yield from self._value(start, depth=1))
-        name = self.fields[index]
         if start < len(body) and body[start] == _QUOTE:
             end = yield from self._strict_string(start)
         else:
             end = yield from self._value(start, depth=1)
+        if index is None:
+            return end
+        name = self.fields[index]
         if body.startswith(b"null", start):
             reading.nulls[name] = Member(start, end, None)
         else:
@@ -781,13 +822,13 @@ class _Reader:
         match = _STRICT_STRING_RX.match(body, pos)
         if match:
             if self._spent(match.end() - pos):
-                yield match.end()
+                yield self.done
             return match.end()
         at = pos + 1
         while True:
             after = _STRICT_CHARS.match(body, at).end()  # type: ignore[union-attr]
             if self._spent(after - at):
-                yield after
+                yield self.done
             if after == len(body):
                 raise _unexpected_eof(after)
             if body[after] == _QUOTE:
@@ -844,7 +885,7 @@ class _Reader:
             size = min(size * 2, _LARGEST_CHUNK_BYTES)
             if self._spent(pos - start):
                 start = pos
-                yield pos
+                yield self.done
         return pos
 
     def _apply(
@@ -870,13 +911,11 @@ class _Reader:
         then ``stack`` is left in an unknown state.
         """
         skeleton = self.blanked[start:end].translate(None, _NOT_STRUCTURE)
-        quotes = skeleton.count(b'"')
-        if quotes * 8 > len(skeleton):
-            # Many strings: those without brackets in them (all, mostly) go in one pass.
+        if b'"' in skeleton:
+            # Strings without brackets in them (all, mostly) go in one pass, the others split.
             skeleton = skeleton.replace(b'""', b"")
-            quotes = skeleton.count(b'"')
-        if quotes:
-            skeleton = b"".join(skeleton.split(b'"')[::2])
+            if b'"' in skeleton:
+                skeleton = b"".join(skeleton.split(b'"')[::2])
         # Deep structure has few runs of brackets: walk them as they are. Wide structure
         # (empty arrays, message objects) has a run per byte or two: first remove matched
         # pairs while that pays, each pass one level (a two-byte search costs some 4 ns a
@@ -972,7 +1011,7 @@ class _Reader:
                     return pos, True
         return pos, False
 
-    def _mismatch(self, pos: int, closers: bytes, stack: bytearray) -> None:
+    def _mismatch(self, pos: int, closers: _Bytes, stack: bytearray) -> None:
         """Raise Go's error for the first closer of ``closers`` (at ``pos``) that is wrong."""
         blanked = self.blanked
         for offset, closer in enumerate(closers):
