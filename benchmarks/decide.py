@@ -169,8 +169,8 @@ except RequestError as error:
 except RecursionError:
     outcome = "RecursionError"
 ended = time.process_time()
-if ended - at_s > longest_s:
-    longest_s, longest_bytes = ended - at_s, len(body) - at_byte
+if ended - at_s > longest_s:  # the last step: its bytes are not told
+    longest_s, longest_bytes = ended - at_s, -1
 peak = tracemalloc.get_traced_memory()[1] if {memory} else 0
 print(json.dumps({{
     "cpu_s": ended - started, "peak": peak, "size": len(body), "outcome": outcome,
@@ -214,7 +214,9 @@ def line(label: str, result: dict | None, timeout_s: float) -> str:
     mib = result["size"] / 2**20
     peak = result["peak"] / 2**20
     rate = result["cpu_s"] / mib * 1000
-    step = f"step {result['step_s'] * 1000:6.1f} ms/{result['step_bytes'] / 2**20:6.2f} MiB"
+    scanned = result["step_bytes"]
+    step_mib = f"{scanned / 2**20:5.2f} MiB" if scanned >= 0 else "the end"
+    step = f"longest step {result['step_s'] * 1000:5.1f} ms ({step_mib})"
     return (
         f"{label:7s} {mib:6.1f} MiB  cpu {result['cpu_s']:7.3f} s ({rate:6.2f} ms/MiB)"
         f"  peak {peak:7.1f} MiB ({peak / mib:4.1f}x)  {step}  -> {result['outcome']}"

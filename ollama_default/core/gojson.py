@@ -14,15 +14,33 @@ What Go does, and so what :func:`read_object` reports:
   a 100,000-digit integer): Go checks the syntax, and converts only what it stores;
 - nesting goes 10,000 levels deep (the scanner's ``maxNestingDepth``), no further.
 
-How, and at what cost. The top-level object is walked member by member, most of them in
-bulk by one compiled pattern per run of members that names the fields the endpoint
-cares about, so the last non-null value of each is captured as the run goes by. Values
-are never built: a value too large for the pattern is skipped by finding where it ends.
-Strings end at the next quote once escaped quotes and backslashes are blanked out (one
-``bytes.replace`` each); containers end where their brackets balance, counted in chunks
-whose strings are dropped and whose matched pairs are removed by ``bytes`` operations,
-so the Python steps go with the runs of brackets left over (deep nesting), not with the
-bytes or the tokens. No recursion: a stack of open brackets is a ``bytearray``.
+How, and at what cost. Values are never built. Strings end at the next quote once escaped
+quotes and backslashes are blanked out (one ``bytes.replace`` each); containers end where
+their brackets balance, counted in chunks whose strings are dropped and whose matched pairs
+are removed by ``bytes`` operations, so the Python steps go with the runs of brackets left
+over (deep nesting), not with the bytes or the tokens. No recursion: a stack of open
+brackets is a ``bytearray``.
+
+The top-level object's members are read in windows, from 64 KiB to a MiB of them:
+
+- in the first window, and in any window where a key may spell a field (a byte search in a
+  lower-case copy, and a pattern for the rare spellings with escapes or folded runes),
+  members are read one by one, by a compiled pattern that takes a window's worth of them
+  in one call and checks them, then by one that finds backwards the last member spelling
+  each field (the one Go reads, if the members from its comma on read as members to the
+  end: else the window is read again capturing each field's value as it goes by). A member
+  the patterns cannot read (a large value) is read by hand, its value skipped by finding
+  where it ends. When members nest deeper than the patterns follow (two levels), the
+  window's brackets are counted first, and a pattern that follows values 128 levels deep,
+  with either closer closing either opener (their kinds are known to pair), reads them;
+- any other window is skipped in bulk: its brackets are counted as for a container, up to
+  the end of the top-level value going on at the window's end.
+
+So the Python steps go with the windows, and what is left costs per member what ``re``
+costs (some 100 ns) and per bracket what ``bytes`` operations cost (some 10 ns): about a
+second for 100 MiB of the smallest members or of brackets alone (``benchmarks/decide.py``).
+The reading is a generator of steps of about a MiB of work each
+(:func:`read_object_steps`), so that a server can serve its other requests between them.
 
 What is validated, and why not everything: the top-level object's syntax (braces, keys,
 colons, commas), its keys, the values of the fields read, the top-level numbers and
@@ -31,10 +49,13 @@ checks them, with Go's words (``invalid character 'x' looking for beginning of v
 ``unexpected EOF``). Inside nested values only the brackets and where strings end are
 read: a bad escape, number or literal nested in, say, ``messages`` is not looked for,
 since looking costs a step per token and Python's steps are far too slow for 100 MiB of
-tokens. Such a body goes on, and Ollama refuses it with its own 400. That is safe: Go
-validates the whole first value before using any of it, and every edit the caller makes
-keeps the bytes before the edit, so the error stays where it was (module docs of
-:mod:`~ollama_default.core.request_body`).
+tokens. So it is in a window of top-level members skipped in bulk (no key in it spells a
+field): only its brackets and where its strings end are read. Such a body goes on, and
+Ollama refuses it with its own 400. That is safe: Go validates the whole first value
+before using any of it, and every edit the caller makes keeps the bytes before the edit,
+so the error stays where it was (module docs of :mod:`~ollama_default.core.request_body`).
+When a body is refused after a window was skipped, that window is read first, for an
+error in it, which Go would name first.
 
 Pure: bytes in, offsets and strings out; no I/O, no WSGI.
 """
@@ -264,11 +285,15 @@ def _patterns(fields: tuple[str, ...], checked_levels: int) -> _Patterns:
     colon = _WS + rb":" + _WS
     comma = _WS + rb"," + _WS
 
-    def value(container: bytes, null: bytes = rb"null|") -> bytes:
+    def value(container: bytes, string: bytes = _LOOSE_STRING, null: bytes = b"null|") -> bytes:
         return (
-            rb"(?:" + _STRICT_STRING + rb"|" + container + rb"|true|false|" + null
+            rb"(?:" + string + rb"|" + container + rb"|true|false|" + null
             + _MEMBER_NUMBER + rb")"
         )  # fmt: skip
+
+    # Fields' values are checked as Go checks them; other members' strings only delimited.
+    def field_value(container: bytes) -> bytes:
+        return value(container, _STRICT_STRING, b"")
 
     def captured_member(container: bytes) -> bytes:
         # As any member, but the value of a key spelling a field is captured, and a value
@@ -276,7 +301,7 @@ def _patterns(fields: tuple[str, ...], checked_levels: int) -> _Patterns:
         no_field = rb'[^"\\\x00-\x1f' + _first_bytes(fields) + rb"]"
         quick = rb'"(?:' + no_field + rb'[^"\\\x00-\x1f]*+|)"' + colon + value(container)
         named = [
-            key + colon + rb"(?:(?P<n%d>null)|(?P<v%d>%s))" % (i, i, value(container, b""))
+            key + colon + rb"(?:(?P<n%d>null)|(?P<v%d>%s))" % (i, i, field_value(container))
             for i, key in enumerate(keys)
         ]
         others = rb"(?!" + rb"|".join(keys) + rb")" if keys else b""
@@ -285,7 +310,8 @@ def _patterns(fields: tuple[str, ...], checked_levels: int) -> _Patterns:
 
     def members(container: bytes) -> _Members:
         member = _STRICT_STRING + colon + value(container)
-        non_null = _NOT_NULL + value(container, b"")
+        # (Strings only delimited: the one found is checked after.)
+        non_null = _NOT_NULL + value(container, null=b"")
         return _Members(
             run=re.compile(rb"(?:" + comma + member + rb")*+" + _WS),
             # Greedy: the match backs from the end to the last comma the rest matches at.
@@ -332,7 +358,9 @@ _STRICT_CHARS = re.compile(
 )
 _NOT_SPECIAL = re.compile(rb'[^"\[\]{}]*')
 _NOT_STRUCTURE_RX = re.compile(rb'[^"\[\]{},]*+')
-_TOKEN_START = re.compile(rb'[",:\[\]{}]')
+_TOKEN_STARTS = (b'"', b",", b":", b"[", b"]", b"{", b"}")
+_NUMBER_BYTES = b"-+.0123456789eE"
+_NOT_NUMBER_BYTE = re.compile(rb"[^-+.0-9eE]|\Z")
 _NOT_BACKSLASH = re.compile(rb"[^\\\\]")
 _OPENERS_RX = re.compile(rb"[\[{]+")
 _CLOSERS_RX = re.compile(rb"[\]}]+")
@@ -462,10 +490,11 @@ class _Reader:
         self._blanked = blanked
 
     def _spent(self, size: int) -> bool:
-        """Count ``size`` bytes of work; return True when a slice is done (time to yield)."""
+        """Count ``size`` bytes of work; return True when a slice is done (time to yield):
+        half a slice or more, as the units of work come in sizes up to a slice."""
         self.done += size
         self._work += size
-        if self._work < SLICE_BYTES:
+        if self._work * 2 < SLICE_BYTES:
             return False
         self._work = 0
         return True
@@ -560,8 +589,16 @@ class _Reader:
         """Where to stop the member patterns at or after ``target``: before a quote, bracket,
         comma or colon. No token but a string spans such a byte, and a string or container
         cut short does not match, so every member a pattern takes there is whole."""
-        match = _TOKEN_START.search(self.blanked, target)
-        return len(self.blanked) if match is None else match.start()
+        blanked = self.blanked
+        end = min(len(blanked), target + SLICE_BYTES)
+        found = [at for at in (blanked.find(c, target, end) for c in _TOKEN_STARTS) if at >= 0]
+        if found:
+            return min(found)
+        if end < len(blanked) and blanked[end - 1] in _NUMBER_BYTES:
+            # None in a slice: a long string, number or white space. A number cut short
+            # would read as a shorter one: cut after it.
+            end = _NOT_NUMBER_BYTE.search(blanked, end).start()  # type: ignore[union-attr]
+        return end
 
     def _skip_members(self, pos: int, target: int, reading: ObjectReading) -> _Steps[int]:
         """Skip the members after ``pos`` (at a comma) to a member's end at or after
@@ -643,8 +680,10 @@ class _Reader:
             start, end = last.span(2)
             if is_null:
                 reading.nulls[name] = Member(start, end, None)
-            else:
-                reading.values[name] = self._member_value(start, end)
+                continue
+            if blanked[start] == _QUOTE and not _STRICT_STRING_RX.fullmatch(self.body, start, end):
+                drain(self._strict_string(start))  # raises Go's error for it
+            reading.values[name] = self._member_value(start, end)
         return stop
 
     def _boundary(self, pos: int, target: int) -> _Steps[int]:
@@ -740,13 +779,13 @@ class _Reader:
         if body[pos] != ord(":"):
             raise _syntax_error(body[pos], "after object key", pos)
         start = _WS_RX.match(body, pos + 1).end()  # type: ignore[union-attr]
+        if index is None:
+            return (yield from self._value(start, depth=1))
+        name = self.fields[index]
         if start < len(body) and body[start] == _QUOTE:
             end = yield from self._strict_string(start)
         else:
             end = yield from self._value(start, depth=1)
-        if index is None:
-            return end
-        name = self.fields[index]
         if body.startswith(b"null", start):
             reading.nulls[name] = Member(start, end, None)
         else:
@@ -819,23 +858,24 @@ class _Reader:
     def _strict_string(self, pos: int) -> _Steps[int]:
         """Return where the string at ``pos`` ends, checked as Go's scanner checks it."""
         body = self.body
-        match = _STRICT_STRING_RX.match(body, pos)
+        match = _STRICT_STRING_RX.match(body, pos, pos + _WALK_BYTES)
         if match:
-            if self._spent(match.end() - pos):
-                yield self.done
             return match.end()
         at = pos + 1
         while True:
-            after = _STRICT_CHARS.match(body, at).end()  # type: ignore[union-attr]
+            # A slice, or 4096 escapes, at a time (one cut short by the slice's end is
+            # taken by the next; an escape takes six bytes at most).
+            limit = min(len(body), at + max(SLICE_BYTES, 6))
+            after = _STRICT_CHARS.match(body, at, limit).end()  # type: ignore[union-attr]
             if self._spent(after - at):
                 yield self.done
             if after == len(body):
                 raise _unexpected_eof(after)
-            if body[after] == _QUOTE:
+            if after < limit and body[after] == _QUOTE:
                 return after + 1
-            if after == at or body[after] != _BACKSLASH:
+            if after == at:
                 break
-            at = after  # 4096 escapes taken: go on from there
+            at = after
         c = body[after]
         if c != _BACKSLASH:
             raise _syntax_error(c, "in string literal", after)

@@ -5,7 +5,9 @@ The decision is made on the body as Ollama (Go's ``encoding/json`` behind gin's
 reading is :func:`~ollama_default.core.gojson.read_object`'s, which says how Go reads and
 what it checks. The document is never built nor written out again: the new body is the
 old one with the bytes of one value replaced (or one member inserted), and anything after
-the first JSON value, which Ollama ignores, dropped.
+the first JSON value, which Ollama ignores, dropped. A large body is decided in steps of
+about a MiB of work (:func:`decide_json_steps`), between which a server serves its other
+requests.
 
 Which bytes change, for a reference whose keys are, say, ``("model", "name")`` (Ollama's
 ``cmp.Or(req.Model, req.Name)``): Go decodes into each field the last member whose key
