@@ -648,7 +648,7 @@ def many_members(draw: st.DrawFn) -> bytes:
         members.append(f'{ws[0]}"{key}"{ws[1]}:{ws[2]}{draw(member_values())}')
     text = "{" + ",".join(members) + draw(WHITESPACE) + "}"
     return text.encode("utf-8", "surrogatepass").replace("\xe9".encode(), b"\xe9") + draw(
-        st.sampled_from([b"", b" ", b"]", b',"model":"llmodel"}'])
+        st.sampled_from([b"", b" ", b"]", b'"', b'"[{', b',"model":"llmodel"}'])
     )
 
 

@@ -63,7 +63,9 @@ Pure: bytes in, offsets and strings out; no I/O, no WSGI.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -692,18 +694,20 @@ class _Reader:
         brackets from ``pos`` (outside strings, in the object) to there."""
         blanked = self.blanked
         size = len(blanked)
-        at = max(pos, min(target, size))
+        at = after = max(pos, min(target, size))
         if blanked.count(b'"', pos, at) % 2:
-            close = blanked.find(b'"', at)
-            if close < 0:
-                raise _unexpected_eof(size)
-            at = close + 1
+            # target is inside a string: count up to where it starts, then skip it (unless
+            # the object ends before: what follows it is not read).
+            at = blanked.rfind(b'"', pos, at)
+            close = blanked.find(b'"', at + 1)
+            after = close + 1 if close >= 0 else size
         stack = bytearray(b"{")
         stop, closed = self._apply(pos, at, stack, MAX_DEPTH, floor=0)
         if self._spent(at - pos):
             yield self.done
         if closed:
             return stop - 1
+        at = after
         while True:
             if len(stack) > 1:
                 at = yield from self._close(at, stack, MAX_DEPTH, floor=1)
@@ -977,6 +981,9 @@ class _Reader:
                 if (size - len(skeleton)) * 8 < size:
                     break  # what is left is deep rather than wide: its runs are few
             runs = _RUNS_RX.findall(skeleton)
+        for opener, others in ((b"[", b"{}"), (b"{", b"[]")):
+            if len(runs) > 1 and others[:1] not in skeleton and others[1:] not in skeleton:
+                return self._balance_one_kind(runs, opener, stack, limit - passes, floor)
         deepest = len(stack)
         for run in runs:
             if run[0] in _OPENERS:
@@ -990,6 +997,23 @@ class _Reader:
             del stack[-len(run) :]
         # Each pass removed pairs one level deep, and so hid at most one level of depth.
         return deepest + passes > limit
+
+    @staticmethod
+    def _balance_one_kind(
+        runs: list[bytes], opener: bytes, stack: bytearray, limit: int, floor: int
+    ) -> bool:
+        """:meth:`_balance`'s walk of ``runs``, all of one kind of bracket: only how deep
+        they go matters, summed by C loops rather than a Python step a run."""
+        # Runs alternate: openers, closers, openers...
+        depths = [len(run) for run in runs]
+        closers = slice(0 if runs[0][0] in _CLOSERS else 1, None, 2)
+        depths[closers] = map(operator.neg, depths[closers])
+        depths = list(itertools.accumulate(depths, initial=len(stack)))
+        lowest = min(depths)
+        if lowest <= floor or stack[lowest:] != opener * (len(stack) - lowest):
+            return True  # the stack comes down to the floor, or a closer meets another kind
+        stack[lowest:] = opener * (depths[-1] - lowest)
+        return max(depths) > limit
 
     def _locate(
         self, start: int, end: int, stack: bytearray, limit: int, floor: int
