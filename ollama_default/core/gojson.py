@@ -474,7 +474,7 @@ class _Reader:
         if b"\\" not in body:
             self._blanked = body
             return
-        blanked = bytearray(body)
+        blanked = bytearray()  # grown a slice at a time: a copy of it all takes a while
         start = 0
         while start < len(body):
             end = min(len(body), start + SLICE_BYTES)
@@ -483,9 +483,7 @@ class _Reader:
                 # escapes, in this slice.
                 after = _NOT_BACKSLASH.search(body, end)
                 end = len(body) if after is None else after.end()
-            piece = body[start:end]
-            if b"\\\\" in piece or b'\\"' in piece:
-                blanked[start:end] = piece.replace(b"\\\\", b"..").replace(b'\\"', b"..")
+            blanked += body[start:end].replace(b"\\\\", b"..").replace(b'\\"', b"..")
             self._spent(end - start)
             start = end
             yield self.done
@@ -630,7 +628,8 @@ class _Reader:
         blanked, captured = self.blanked, self.patterns.checked.captured
         while True:
             # Values there are deep, and reading them costs more than capturing as they go.
-            match = captured.match(blanked, pos, end)
+            # A slice at a time (a value across the cut is read by hand).
+            match = captured.match(blanked, pos, min(end, self._cut(pos + SLICE_BYTES)))
             self._take(match, reading)  # type: ignore[arg-type]
             stop = match.end()  # type: ignore[union-attr]
             if stop > pos:
