@@ -246,35 +246,55 @@ def _first_bytes(fields: Sequence[str]) -> bytes:
     return b"".join(re.escape(first) for first in sorted(firsts))
 
 
-@dataclass(frozen=True)
-class _Members:
-    """The patterns that read top-level members, for one set of fields and one way of
-    following nested values."""
+_NAME_SEPARATOR = _WS + rb":" + _WS
+_VALUE_SEPARATOR = _WS + rb"," + _WS
 
-    #: Members after a value, each after its comma, checked but not captured.
-    run: re.Pattern[bytes]
-    #: Per field, the last member spelling it after a comma, with a value other than null
-    #: (group 2); group 1 is what comes between the comma and the value.
-    last_value: tuple[re.Pattern[bytes], ...]
-    #: The same for a null.
-    last_null: tuple[re.Pattern[bytes], ...]
-    #: Members after a value, with per field the last value captured as v<i> when not null,
-    #: and the last null as n<i> (a capture in a repeat keeps its last).
-    captured: re.Pattern[bytes]
+
+def _value(container: bytes, string: bytes = _LOOSE_STRING, null: bytes = b"null|") -> bytes:
+    return (
+        rb"(?:" + string + rb"|" + container + rb"|true|false|" + null
+        + _MEMBER_NUMBER + rb")"
+    )  # fmt: skip
+
+
+def _captured_run(fields: tuple[str, ...], container: bytes, *, limit: int = 1) -> bytes:
+    """Members (after a value, each after its comma) with per field the last value captured
+    as v<i> when not null, and the last null as n<i> (a capture in a repeat keeps its last);
+    ``limit`` of them at most."""
+    keys = [_key_pattern(name) for name in fields]
+    # A key no field's spelling starts with (most keys) needs no look at the fields. Their
+    # values are checked as Go checks them; other members' strings only delimited.
+    no_field = rb'[^"\\\x00-\x1f' + _first_bytes(fields) + rb"]"
+    quick = rb'"(?:' + no_field + rb'[^"\\\x00-\x1f]*+|)"' + _NAME_SEPARATOR + _value(container)
+    field_value = _value(container, _STRICT_STRING, b"")
+    named = [
+        key + _NAME_SEPARATOR + rb"(?:(?P<n%d>null)|(?P<v%d>%s))" % (i, i, field_value)
+        for i, key in enumerate(keys)
+    ]
+    others = rb"(?!" + rb"|".join(keys) + rb")" if keys else b""
+    other = others + _STRICT_STRING + _NAME_SEPARATOR + _value(container)
+    member = rb"(?:" + rb"|".join([quick, *named, other]) + rb")"
+    # Bounded and greedy: the repeat holds captures. The caller loops.
+    return rb"(?:" + _VALUE_SEPARATOR + member + rb"){0,%d}" % limit + _WS
 
 
 @dataclass(frozen=True)
 class _Patterns:
-    """The compiled patterns for one set of fields."""
+    """The compiled patterns for one set of fields. Their values nest two levels deep at
+    most, their brackets' kinds checked; what is inside only delimited."""
 
     keys: tuple[re.Pattern[bytes], ...]
     #: One member, its value captured per field as for ``captured``.
     first: re.Pattern[bytes]
-    #: Members whose values nest two levels deep at most, their brackets' kinds checked.
-    shallow: _Members
-    #: Members whose values nest _CHECKED_LEVELS deep, for bytes whose brackets were checked
-    #: beforehand (either closer closes either opener in these patterns).
-    checked: _Members
+    #: Members after a value, each after its comma, checked but not captured.
+    run: re.Pattern[bytes]
+    #: Per field, the last member spelling it after a comma, with a value other than null
+    #: (group 2; strings only delimited); group 1 is what comes between the comma and it.
+    last_value: tuple[re.Pattern[bytes], ...]
+    #: The same for a null.
+    last_null: tuple[re.Pattern[bytes], ...]
+    #: Members after a value, the fields' last values captured (:func:`_captured_run`).
+    captured: re.Pattern[bytes]
     #: A key spelling a field (followed by its colon), anywhere.
     names_a_field: re.Pattern[bytes]
     #: The fields as JSON strings, lower case: the spellings clients send.
@@ -282,63 +302,42 @@ class _Patterns:
 
 
 @functools.lru_cache(maxsize=32)
-def _patterns(fields: tuple[str, ...], checked_levels: int) -> _Patterns:
+def _patterns(fields: tuple[str, ...]) -> _Patterns:
     keys = [_key_pattern(name) for name in fields]
-    colon = _WS + rb":" + _WS
-    comma = _WS + rb"," + _WS
-
-    def value(container: bytes, string: bytes = _LOOSE_STRING, null: bytes = b"null|") -> bytes:
-        return (
-            rb"(?:" + string + rb"|" + container + rb"|true|false|" + null
-            + _MEMBER_NUMBER + rb")"
-        )  # fmt: skip
-
-    # Fields' values are checked as Go checks them; other members' strings only delimited.
-    def field_value(container: bytes) -> bytes:
-        return value(container, _STRICT_STRING, b"")
-
-    def captured_member(container: bytes) -> bytes:
-        # As any member, but the value of a key spelling a field is captured, and a value
-        # needs to look at the fields' spellings only when its key starts as one may.
-        no_field = rb'[^"\\\x00-\x1f' + _first_bytes(fields) + rb"]"
-        quick = rb'"(?:' + no_field + rb'[^"\\\x00-\x1f]*+|)"' + colon + value(container)
-        named = [
-            key + colon + rb"(?:(?P<n%d>null)|(?P<v%d>%s))" % (i, i, field_value(container))
-            for i, key in enumerate(keys)
-        ]
-        others = rb"(?!" + rb"|".join(keys) + rb")" if keys else b""
-        other = others + _STRICT_STRING + colon + value(container)
-        return rb"(?:" + rb"|".join([quick, *named, other]) + rb")"
-
-    def members(container: bytes) -> _Members:
-        member = _STRICT_STRING + colon + value(container)
-        # (Strings only delimited: the one found is checked after.)
-        non_null = _NOT_NULL + value(container, null=b"")
-        return _Members(
-            run=re.compile(rb"(?:" + comma + member + rb")*+" + _WS),
-            # Greedy: the match backs from the end to the last comma the rest matches at.
-            # (The comma outside the group: a literal after the repeat lets sre skip to it.)
-            last_value=tuple(
-                re.compile(rb"(?s:.*),(" + _WS + key + colon + rb")(" + non_null + rb")")
-                for key in keys
-            ),
-            last_null=tuple(
-                re.compile(rb"(?s:.*),(" + _WS + key + colon + rb")(null)") for key in keys
-            ),
-            # Bounded, as the repeat holds captures; the caller loops.
-            captured=re.compile(
-                rb"(?:" + comma + captured_member(container) + rb"){0,%d}" % _RUN_MEMBERS + _WS
-            ),
-        )
-
+    container = _SMALL_CONTAINER
+    member = _STRICT_STRING + _NAME_SEPARATOR + _value(container)
+    non_null = _NOT_NULL + _value(container, null=b"")
+    # The member alone, as the first one has no comma before it.
+    first = _captured_run(fields, container)[
+        len(rb"(?:" + _VALUE_SEPARATOR) : -len(rb"){0,1}" + _WS)
+    ]
     return _Patterns(
         keys=tuple(re.compile(key) for key in keys),
-        first=re.compile(captured_member(_SMALL_CONTAINER)),
-        shallow=members(_SMALL_CONTAINER),
-        checked=members(_nested(checked_levels)),
-        names_a_field=re.compile(rb"(?:" + rb"|".join(keys) + rb")" + colon if keys else rb"(?!)"),
+        first=re.compile(first),
+        run=re.compile(rb"(?:" + _VALUE_SEPARATOR + member + rb")*+" + _WS),
+        # Greedy: the match backs from the end to the last comma the rest matches at. (The
+        # comma outside the group: a literal after the repeat lets sre skip to it.)
+        last_value=tuple(
+            re.compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(" + non_null + rb")")
+            for key in keys
+        ),
+        last_null=tuple(
+            re.compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(null)") for key in keys
+        ),
+        captured=re.compile(_captured_run(fields, container, limit=_RUN_MEMBERS)),
+        names_a_field=re.compile(
+            rb"(?:" + rb"|".join(keys) + rb")" + _NAME_SEPARATOR if keys else rb"(?!)"
+        ),
         quoted=tuple(json_string(name) for name in fields),
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _checked_run(fields: tuple[str, ...], levels: int) -> re.Pattern[bytes]:
+    """:func:`_captured_run` with values ``levels`` deep, for bytes whose brackets were
+    checked beforehand (either closer closes either opener here). Compiled when first needed,
+    as it takes a while (some 30 ms)."""
+    return re.compile(_captured_run(fields, _nested(levels), limit=_RUN_MEMBERS))
 
 
 _RUN_MEMBERS = 1024
@@ -444,7 +443,7 @@ class _Reader:
     def __init__(self, body: bytes, fields: tuple[str, ...]) -> None:
         self.body = body
         self.fields = fields
-        self.patterns = _patterns(fields, _CHECKED_LEVELS)
+        self.patterns = _patterns(fields)
         self._blanked: _Bytes | None = None
         #: Bytes scanned so far (what the steps yield), and since the last step.
         self.done = 0
@@ -570,7 +569,7 @@ class _Reader:
         blanked = self.blanked
         endpos = self._cut(target)
         while True:
-            end = self._matched(pos, endpos, reading, self.patterns.shallow)
+            end = self._matched(pos, endpos, reading)
             if end > pos:
                 start, pos = pos, end
                 if self._spent(pos - start):
@@ -606,7 +605,8 @@ class _Reader:
         self._unchecked.append((pos, len(self.body)))
         end = yield from self._boundary(pos, target)
         # [pos, target) was looked at already; a key across target starts after this.
-        if self._names_a_field(max(pos, target - _LONGEST_KEY_BYTES), end):
+        named = yield from self._names_a_field_in(max(pos, target - _LONGEST_KEY_BYTES), end)
+        if named:
             self._unchecked.pop()
             return (yield from self._read_checked(pos, end, reading))
         self._unchecked[-1] = (pos, end)
@@ -625,7 +625,7 @@ class _Reader:
 
         :returns: where reading stopped: ``end``, or before a byte that cannot follow a member.
         """
-        blanked, captured = self.blanked, self.patterns.checked.captured
+        blanked, captured = self.blanked, _checked_run(self.fields, _CHECKED_LEVELS)
         while True:
             # Values there are deep, and reading them costs more than capturing as they go.
             # A slice at a time (a value across the cut is read by hand).
@@ -646,11 +646,11 @@ class _Reader:
             if pos >= end:
                 return pos
 
-    def _matched(self, pos: int, end: int, reading: ObjectReading, members: _Members) -> int:
+    def _matched(self, pos: int, end: int, reading: ObjectReading) -> int:
         """Take the members the patterns read after ``pos``, up to ``end``; record the
         fields' last values in them; return where they stop."""
-        blanked = self.blanked
-        stop = members.run.match(blanked, pos, end).end()  # type: ignore[union-attr]
+        blanked, patterns = self.blanked, self.patterns
+        stop = patterns.run.match(blanked, pos, end).end()  # type: ignore[union-attr]
         if stop == pos or not self._names_a_field(pos, stop):
             return stop
         # The last member spelling each field, found backwards, is the one Go reads if it is
@@ -659,18 +659,18 @@ class _Reader:
         found: list[tuple[str, re.Match[bytes], bool]] = []
         for index, name in enumerate(self.fields):
             # Most often the last member is near the end: look there first.
-            last = members.last_value[index].match(blanked, max(pos, stop - _WALK_BYTES), stop)
+            last = patterns.last_value[index].match(blanked, max(pos, stop - _WALK_BYTES), stop)
             if last is None and not self._only_nulls(pos, stop, index):
-                last = members.last_value[index].match(blanked, pos, stop)
+                last = patterns.last_value[index].match(blanked, pos, stop)
             is_null = last is None
             if is_null:
-                last = members.last_null[index].match(blanked, pos, stop)
+                last = patterns.last_null[index].match(blanked, pos, stop)
             if last is None:
                 continue
-            if members.run.match(blanked, last.start(1) - 1, stop).end() != stop:  # type: ignore[union-attr]
+            if patterns.run.match(blanked, last.start(1) - 1, stop).end() != stop:  # type: ignore[union-attr]
                 at = pos
                 while at < stop:
-                    match = members.captured.match(blanked, at, stop)
+                    match = patterns.captured.match(blanked, at, stop)
                     self._take(match, reading)  # type: ignore[arg-type]
                     if match.end() == at:  # type: ignore[union-attr]
                         raise AssertionError("unreachable: both patterns read the same members")
@@ -726,6 +726,17 @@ class _Reader:
                 at += 1
             else:
                 self._mismatch(at, blanked[at : at + 1], stack)
+
+    def _names_a_field_in(self, start: int, end: int) -> _Steps[bool]:
+        """:meth:`_names_a_field` a slice at a time (the stretch may hold a large value)."""
+        while start < end:
+            stop = min(end, start + SLICE_BYTES)
+            if self._names_a_field(start, min(end, stop + _LONGEST_KEY_BYTES)):
+                return True
+            if self._spent(stop - start):
+                yield self.done
+            start = stop
+        return False
 
     def _names_a_field(self, start: int, end: int) -> bool:
         """Whether a key in ``[start, end)`` may spell a field (a string value spelling one
