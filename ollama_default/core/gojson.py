@@ -171,15 +171,37 @@ def drain(steps: Generator[object, None, _T]) -> _T:
 # bound. A repeat around a capture stays greedy and bounded (CPython 3.11's sre mis-spans a
 # capture inside a possessive repeat: "The span of capturing group is wrong").
 
+
+def _possessive_repeats() -> bool:
+    try:
+        re.compile(b"a*+")
+    except re.error:
+        return False
+    return True
+
+
+_POSSESSIVE = _possessive_repeats()
+
+
+def _compile(pattern: bytes) -> re.Pattern[bytes]:
+    """Compile ``pattern``; on Python 3.10, whose ``re`` knows no possessive repeats nor
+    atomic groups, without them: there, the patterns match the same bytes (a repeat given
+    back leaves a byte that fails what follows), only slower."""
+    if not _POSSESSIVE:
+        for possessive, greedy in ((b"*+", b"*"), (b"++", b"+"), (b"?+", b"?"), (b"(?>", b"(?:")):
+            pattern = pattern.replace(possessive, greedy)
+    return re.compile(pattern)
+
+
 _WS = rb"[ \t\r\n]*+"
-_WS_RX = re.compile(_WS)
+_WS_RX = _compile(_WS)
 # A string checked as Go's scanner checks it (no control characters, known escapes).
 _STRICT_STRING = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 # A string only delimited, on the blanked body.
 _LOOSE_STRING = rb'"[^"]*+"'
 # Go's number grammar. What follows a member is checked by the caller; a '.', 'e' or 'E'
 # would start a longer, bad number, which is read by hand for Go's words.
-_MEMBER_NUMBER = rb"-?+(?:[1-9][0-9]*+|0)(?:\.[0-9]++|)(?:[eE][+-]?+[0-9]++|)(?![.eE])"
+_MEMBER_NUMBER = rb"-?+(?:[1-9][0-9]*+|0)(?:\.[0-9]++|)(?:[eE][+-]?+[0-9]++|)(?![.0-9eE])"
 # A run of bytes inside a container that are neither quotes nor brackets.
 _PLAIN = rb'[^"\[\]{}]*+'
 
@@ -312,20 +334,20 @@ def _patterns(fields: tuple[str, ...]) -> _Patterns:
         len(rb"(?:" + _VALUE_SEPARATOR) : -len(rb"){0,1}" + _WS)
     ]
     return _Patterns(
-        keys=tuple(re.compile(key) for key in keys),
-        first=re.compile(first),
-        run=re.compile(rb"(?:" + _VALUE_SEPARATOR + member + rb")*+" + _WS),
+        keys=tuple(_compile(key) for key in keys),
+        first=_compile(first),
+        run=_compile(rb"(?:" + _VALUE_SEPARATOR + member + rb")*+" + _WS),
         # Greedy: the match backs from the end to the last comma the rest matches at. (The
         # comma outside the group: a literal after the repeat lets sre skip to it.)
         last_value=tuple(
-            re.compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(" + non_null + rb")")
+            _compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(" + non_null + rb")")
             for key in keys
         ),
         last_null=tuple(
-            re.compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(null)") for key in keys
+            _compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(null)") for key in keys
         ),
-        captured=re.compile(_captured_run(fields, container, limit=_RUN_MEMBERS)),
-        names_a_field=re.compile(
+        captured=_compile(_captured_run(fields, container, limit=_RUN_MEMBERS)),
+        names_a_field=_compile(
             rb"(?:" + rb"|".join(keys) + rb")" + _NAME_SEPARATOR if keys else rb"(?!)"
         ),
         quoted=tuple(json_string(name) for name in fields),
@@ -337,7 +359,7 @@ def _checked_run(fields: tuple[str, ...], levels: int) -> re.Pattern[bytes]:
     """:func:`_captured_run` with values ``levels`` deep, for bytes whose brackets were
     checked beforehand (either closer closes either opener here). Compiled when first needed,
     as it takes a while (some 30 ms)."""
-    return re.compile(_captured_run(fields, _nested(levels), limit=_RUN_MEMBERS))
+    return _compile(_captured_run(fields, _nested(levels), limit=_RUN_MEMBERS))
 
 
 _RUN_MEMBERS = 1024
@@ -353,12 +375,12 @@ _LONGEST_KEY_BYTES = 128
 _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![-+.0-9eE])"
 _NUMBER_RX = re.compile(_NUMBER)
 _DIGITS = re.compile(rb"[0-9]*")
-_STRICT_STRING_RX = re.compile(_STRICT_STRING)
+_STRICT_STRING_RX = _compile(_STRICT_STRING)
 _STRICT_CHARS = re.compile(
     rb'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*){0,4096}'
 )
 _NOT_SPECIAL = re.compile(rb'[^"\[\]{}]*')
-_NOT_STRUCTURE_RX = re.compile(rb'[^"\[\]{},]*+')
+_NOT_STRUCTURE_RX = _compile(rb'[^"\[\]{},]*+')
 _TOKEN_STARTS = (b'"', b",", b":", b"[", b"]", b"{", b"}")
 _NUMBER_BYTES = b"-+.0123456789eE"
 _NOT_NUMBER_BYTE = re.compile(rb"[^-+.0-9eE]|\Z")
