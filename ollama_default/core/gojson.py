@@ -173,6 +173,7 @@ def drain(steps: Generator[object, None, _T]) -> _T:
 
 
 def _possessive_repeats() -> bool:
+    """Whether this Python's ``re`` has possessive repeats (3.11 on)."""
     try:
         re.compile(b"a*+")
     except re.error:
@@ -199,8 +200,8 @@ _WS_RX = _compile(_WS)
 _STRICT_STRING = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 # A string only delimited, on the blanked body.
 _LOOSE_STRING = rb'"[^"]*+"'
-# Go's number grammar. What follows a member is checked by the caller; a '.', 'e' or 'E'
-# would start a longer, bad number, which is read by hand for Go's words.
+# Go's number grammar. What follows a member is checked by the caller; a digit, '.', 'e' or
+# 'E' would make it a longer or a bad number, which is read by hand for Go's words.
 _MEMBER_NUMBER = rb"-?+(?:[1-9][0-9]*+|0)(?:\.[0-9]++|)(?:[eE][+-]?+[0-9]++|)(?![.0-9eE])"
 # A run of bytes inside a container that are neither quotes nor brackets.
 _PLAIN = rb'[^"\[\]{}]*+'
@@ -273,16 +274,16 @@ _VALUE_SEPARATOR = _WS + rb"," + _WS
 
 
 def _value(container: bytes, string: bytes = _LOOSE_STRING, null: bytes = b"null|") -> bytes:
+    """A member's value: ``string``, ``container``, a literal or a number."""
     return (
         rb"(?:" + string + rb"|" + container + rb"|true|false|" + null
         + _MEMBER_NUMBER + rb")"
     )  # fmt: skip
 
 
-def _captured_run(fields: tuple[str, ...], container: bytes, *, limit: int = 1) -> bytes:
-    """Members (after a value, each after its comma) with per field the last value captured
-    as v<i> when not null, and the last null as n<i> (a capture in a repeat keeps its last);
-    ``limit`` of them at most."""
+def _captured_member(fields: tuple[str, ...], container: bytes) -> bytes:
+    """A member, its value captured as v<i> if its key spells field i and it is not null,
+    as n<i> if null."""
     keys = [_key_pattern(name) for name in fields]
     # A key no field's spelling starts with (most keys) needs no look at the fields. Their
     # values are checked as Go checks them; other members' strings only delimited.
@@ -295,9 +296,15 @@ def _captured_run(fields: tuple[str, ...], container: bytes, *, limit: int = 1) 
     ]
     others = rb"(?!" + rb"|".join(keys) + rb")" if keys else b""
     other = others + _STRICT_STRING + _NAME_SEPARATOR + _value(container)
-    member = rb"(?:" + rb"|".join([quick, *named, other]) + rb")"
-    # Bounded and greedy: the repeat holds captures. The caller loops.
-    return rb"(?:" + _VALUE_SEPARATOR + member + rb"){0,%d}" % limit + _WS
+    return rb"(?:" + rb"|".join([quick, *named, other]) + rb")"
+
+
+def _captured_run(fields: tuple[str, ...], container: bytes) -> bytes:
+    """Members after a value, each after its comma, per field the last value and the last
+    null captured (a capture in a repeat keeps its last). Bounded and greedy, as the repeat
+    holds captures: the caller loops."""
+    member = _captured_member(fields, container)
+    return rb"(?:" + _VALUE_SEPARATOR + member + rb"){0,%d}" % _RUN_MEMBERS + _WS
 
 
 @dataclass(frozen=True)
@@ -329,13 +336,9 @@ def _patterns(fields: tuple[str, ...]) -> _Patterns:
     container = _SMALL_CONTAINER
     member = _STRICT_STRING + _NAME_SEPARATOR + _value(container)
     non_null = _NOT_NULL + _value(container, null=b"")
-    # The member alone, as the first one has no comma before it.
-    first = _captured_run(fields, container)[
-        len(rb"(?:" + _VALUE_SEPARATOR) : -len(rb"){0,1}" + _WS)
-    ]
     return _Patterns(
         keys=tuple(_compile(key) for key in keys),
-        first=_compile(first),
+        first=_compile(_captured_member(fields, container)),
         run=_compile(rb"(?:" + _VALUE_SEPARATOR + member + rb")*+" + _WS),
         # Greedy: the match backs from the end to the last comma the rest matches at. (The
         # comma outside the group: a literal after the repeat lets sre skip to it.)
@@ -346,7 +349,7 @@ def _patterns(fields: tuple[str, ...]) -> _Patterns:
         last_null=tuple(
             _compile(rb"(?s:.*),(" + _WS + key + _NAME_SEPARATOR + rb")(null)") for key in keys
         ),
-        captured=_compile(_captured_run(fields, container, limit=_RUN_MEMBERS)),
+        captured=_compile(_captured_run(fields, container)),
         names_a_field=_compile(
             rb"(?:" + rb"|".join(keys) + rb")" + _NAME_SEPARATOR if keys else rb"(?!)"
         ),
@@ -359,7 +362,7 @@ def _checked_run(fields: tuple[str, ...], levels: int) -> re.Pattern[bytes]:
     """:func:`_captured_run` with values ``levels`` deep, for bytes whose brackets were
     checked beforehand (either closer closes either opener here). Compiled when first needed,
     as it takes a while (some 30 ms)."""
-    return _compile(_captured_run(fields, _nested(levels), limit=_RUN_MEMBERS))
+    return _compile(_captured_run(fields, _nested(levels)))
 
 
 _RUN_MEMBERS = 1024
@@ -489,13 +492,14 @@ class _Reader:
         return self._blanked
 
     def _blank(self) -> _Steps[None]:
-        """Make :attr:`blanked` a slice at a time (in a copy of the body, which a large body
-        with escapes needs anyway)."""
+        """Make :attr:`blanked` a slice at a time: first look for escaped backslashes and
+        quotes, then, if there are any, blank them in a copy grown a slice at a time (a copy
+        of it all at once takes a while)."""
         body = self.body
         if b"\\" not in body:
             self._blanked = body
             return
-        blanked = bytearray()  # grown a slice at a time: a copy of it all takes a while
+        slices = []
         start = 0
         while start < len(body):
             end = min(len(body), start + SLICE_BYTES)
@@ -504,10 +508,22 @@ class _Reader:
                 # escapes, in this slice.
                 after = _NOT_BACKSLASH.search(body, end)
                 end = len(body) if after is None else after.end()
-            blanked += body[start:end].replace(b"\\\\", b"..").replace(b'\\"', b"..")
-            self._spent(end - start)
+            slices.append((start, end))
             start = end
-            yield self.done
+        for start, end in slices:
+            found = body.find(b"\\\\", start, end) >= 0 or body.find(b'\\"', start, end) >= 0
+            if self._spent(end - start):
+                yield self.done
+            if found:
+                break
+        else:
+            self._blanked = body
+            return
+        blanked = bytearray()
+        for start, end in slices:
+            blanked += body[start:end].replace(b"\\\\", b"..").replace(b'\\"', b"..")
+            if self._spent(end - start):
+                yield self.done
         self._blanked = blanked
 
     def _spent(self, size: int) -> bool:
