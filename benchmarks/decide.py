@@ -56,7 +56,10 @@ spliced body itself, and a blanked copy when it holds escaped quotes or backslas
 no step longer than some tens of milliseconds. Reading members costs some 100 ns each in
 CPython's ``re`` (the fastest loop over a member, ``"":0``, without a look at fields or
 white space, costs 37 ns), and counting brackets some 10 ns each: the shapes made of little
-else than members or brackets take about a second. The default run takes several minutes.
+else than members or brackets take about a second. Deep values among fields
+(``mixed-members``, ``nested-fields``) are read member by member by a pattern that follows
+values 128 levels deep, at some 20 ns a bracket: two to three and a half seconds. The
+default run takes several minutes, and some more with ``--before-size-mib 100``.
 """
 
 from __future__ import annotations

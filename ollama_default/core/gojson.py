@@ -32,13 +32,16 @@ The top-level object's members are read in windows, from 64 KiB to a MiB of them
   the patterns cannot read (a large value) is read by hand, its value skipped by finding
   where it ends. When members nest deeper than the patterns follow (two levels), the
   window's brackets are counted first, and a pattern that follows values 128 levels deep,
-  with either closer closing either opener (their kinds are known to pair), reads them;
+  with either closer closing either opener (their kinds are known to pair), reads them,
+  capturing each field's value as it goes by;
 - any other window is skipped in bulk: its brackets are counted as for a container, up to
   the end of the top-level value going on at the window's end.
 
 So the Python steps go with the windows, and what is left costs per member what ``re``
 costs (some 100 ns) and per bracket what ``bytes`` operations cost (some 10 ns): about a
-second for 100 MiB of the smallest members or of brackets alone (``benchmarks/decide.py``).
+second for 100 MiB of the smallest members or of brackets alone, and up to three or so for
+deep values among fields, which the deep pattern reads at some 20 ns a bracket
+(``benchmarks/decide.py``).
 The reading is a generator of steps of about a MiB of work each
 (:func:`read_object_steps`), so that a server can serve its other requests between them.
 
@@ -328,6 +331,21 @@ class _Patterns:
     names_a_field: re.Pattern[bytes]
     #: The fields as JSON strings, lower case: the spellings clients send.
     quoted: tuple[bytes, ...]
+    #: What a key spelling a field starts with: a quick look at a few hundred bytes.
+    may_name_a_field: re.Pattern[bytes]
+
+
+def _starts(fields: tuple[str, ...]) -> bytes:
+    """A quote and what follows it in any key spelling one of ``fields``, roughly: the first
+    two letters in ASCII, or an escape, or a byte of a rune beyond ASCII."""
+    other = rb"\\|[^\x00-\x7f]"
+    starts = [
+        b"[" + name[:1].encode() + name[:1].upper().encode() + b"]"
+        + (b"(?:[" + name[1:2].encode() + name[1:2].upper().encode() + b"]|" + other + b")"
+           if name[1:] else b"")
+        for name in fields
+    ]  # fmt: skip
+    return rb'"(?:' + rb"|".join([*starts, other]) + rb")"
 
 
 @functools.lru_cache(maxsize=32)
@@ -354,6 +372,7 @@ def _patterns(fields: tuple[str, ...]) -> _Patterns:
             rb"(?:" + rb"|".join(keys) + rb")" + _NAME_SEPARATOR if keys else rb"(?!)"
         ),
         quoted=tuple(json_string(name) for name in fields),
+        may_name_a_field=_compile(_starts(fields)),
     )
 
 
@@ -627,6 +646,8 @@ class _Reader:
         comma or colon. No token but a string spans such a byte, and a string or container
         cut short does not match, so every member a pattern takes there is whole."""
         blanked = self.blanked
+        if target >= len(blanked):
+            return len(blanked)
         end = min(len(blanked), target + SLICE_BYTES)
         found = [at for at in (blanked.find(c, target, end) for c in _TOKEN_STARTS) if at >= 0]
         if found:
@@ -780,6 +801,9 @@ class _Reader:
         """Whether a key in ``[start, end)`` may spell a field (a string value spelling one
         may say yes too)."""
         blanked, patterns = self.blanked, self.patterns
+        small = end - start <= _WALK_BYTES  # (then a quick look first)
+        if small and patterns.may_name_a_field.search(blanked, start, end) is None:
+            return False
         # A byte search on a lower-case copy is some ten times faster than the pattern,
         # which is only needed for the rare spellings with escapes or non-ASCII runes.
         lowered = blanked[start:end].lower()
