@@ -72,6 +72,11 @@ def short_body() -> RequestError:
     return RequestError(400, "request body ended before its Content-Length")
 
 
+def cut_chunked_body() -> RequestError:
+    """The error for a chunked body that ended before its last chunk, or broke its framing."""
+    return RequestError(400, "request body was cut short or its chunked framing is invalid")
+
+
 def status_line(status: int) -> str:
     """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
     return f"{status} {HTTPStatus(status).phrase}"

@@ -103,13 +103,16 @@ class ScriptedUpstream:
 
     A reply is raw bytes; after it the connection stays open for the next request, or is
     closed when the reply is followed by ``None`` in the script. Every request head it read
-    is kept in ``heads``, and every connection it accepted counts in ``connections``.
+    is kept in ``heads``, and every connection it accepted counts in ``connections``; a
+    request whose body ends with its connection is not answered.
     """
 
     def __init__(self, replies: list[bytes | None]) -> None:
         self._replies = list(replies)
         self.heads: list[bytes] = []
         self.connections = 0
+        #: How much of each body cut short by the end of its connection arrived.
+        self.short_bodies: list[int] = []
         self.hung_up = threading.Event()  # set each time it has closed a connection
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(TIMEOUT_S)
@@ -118,14 +121,16 @@ class ScriptedUpstream:
         self._thread.start()
 
     def _serve(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._replies:
+        while self._replies:
+            try:
                 connection, _ = self._listener.accept()
-                self.connections += 1
-                with connection:
-                    connection.settimeout(TIMEOUT_S)
-                    self._answer(connection)
-                self.hung_up.set()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(TIMEOUT_S)
+                self._answer(connection)
+            self.hung_up.set()
 
     def _answer(self, connection: socket.socket) -> None:
         with connection.makefile("rb") as reader:
@@ -140,11 +145,10 @@ class ScriptedUpstream:
                     return
                 head += line
             self.heads.append(head)
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            reader.read(length)
+            body = _read_body(head, reader)
+            if body is not None:  # the connection ended in the middle of the body
+                self.short_bodies.append(len(body))
+                return
             connection.sendall(self._replies.pop(0) or b"")
             if self._replies and self._replies[0] is None:
                 self._replies.pop(0)
@@ -156,6 +160,29 @@ class ScriptedUpstream:
         self._listener.close()
         self._thread.join(TIMEOUT_S)
         assert not self._thread.is_alive()
+
+
+def _read_body(head: bytes, reader: BinaryIO) -> bytes | None:
+    """Read the body ``head`` announces; return what came of it if the connection ended
+    first, else None."""
+    fields = dict(line.lower().split(b":", 1) for line in head.split(b"\r\n")[1:] if line)
+    if b"chunked" not in fields.get(b"transfer-encoding", b""):
+        length = int(fields.get(b"content-length", b"0"))
+        body = reader.read(length)
+        return body if len(body) < length else None
+    body = b""
+    for _ in range(10_000):  # chunks
+        size_line = reader.readline()
+        if not size_line.endswith(b"\r\n"):
+            return body
+        size = int(size_line, 16)
+        chunk = reader.read(size + 2)
+        body += chunk[:size]
+        if len(chunk) < size + 2:
+            return body
+        if size == 0:
+            return None
+    raise AssertionError("too many chunks")
 
 
 @contextlib.contextmanager
@@ -255,6 +282,56 @@ def test_a_body_that_does_not_match_its_length_is_a_400_and_not_sent(
         assert response.status_code == 400
         assert message in json.loads(response.get_data())["error"]
     assert upstream.heads == []
+
+
+class BreakingInput(io.BytesIO):
+    """A request body that breaks after its bytes, as a server's reader does when the
+    client resets the connection or cuts a chunked body (gunicorn raises NoMoreData)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if not data:
+            raise OSError("client connection lost")
+        return data
+
+
+LARGE = 200_000  # over the 64 KiB sent in the same write as the head: streamed upstream
+
+
+@pytest.mark.parametrize(
+    ("body", "environ", "message"),
+    [
+        (io.BytesIO(b"x" * (LARGE // 2)), {"CONTENT_LENGTH": str(LARGE)},
+         "request body ended before its Content-Length"),
+        (BreakingInput(b"x" * (LARGE // 2)), {"CONTENT_LENGTH": str(LARGE)},
+         "request body ended before its Content-Length"),
+        (BreakingInput(b"x" * 100), {"CONTENT_LENGTH": "1000"},
+         "request body ended before its Content-Length"),
+        (BreakingInput(b"x" * (LARGE // 2)),
+         {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked",
+          "wsgi.input_terminated": True},
+         "request body was cut short or its chunked framing is invalid"),
+    ],
+    ids=["short", "reset", "small-reset", "chunked-cut"],
+)  # fmt: skip
+def test_a_body_cut_short_closes_the_upstream_connection_and_is_a_400(
+    connects: list[tuple[str, int]], body: io.BytesIO, environ: dict[str, Any], message: str
+) -> None:
+    with scripted(OK) as (upstream, client):
+        response = client.post(
+            "/api/unknown", input_stream=body, environ_overrides=environ, buffered=True
+        )
+        assert response.status_code == 400
+        assert json.loads(response.get_data())["error"] == message
+        # Whatever the upstream got of the request, its connection is not used again.
+        assert client.get("/api/version", buffered=True).status_code == 200
+    if environ["CONTENT_LENGTH"] == "1000":  # read whole before connecting: nothing went
+        assert [head.split(b" ")[0] for head in upstream.heads] == [b"GET"]
+        assert len(connects) == 1
+    else:  # the head went first; the upstream saw its connection end, not time out
+        assert [head.split(b" ")[0] for head in upstream.heads] == [b"POST", b"GET"]
+        assert upstream.short_bodies == [LARGE // 2]
+        assert len(connects) == 2
 
 
 def test_a_request_larger_than_the_socket_buffer_is_sent_whole() -> None:

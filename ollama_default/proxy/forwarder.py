@@ -17,18 +17,17 @@ import functools
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import httptools
 from werkzeug.http import is_hop_by_hop_header
-from werkzeug.wsgi import get_input_stream
 
 from ..core.checks import positive_seconds
 from ..core.dialects import cut_stream_record
 from ..core.endpoints import dialect_for
 from ..core.errors import RequestError
-from ..wsgi import ERROR_KEY, content_length, respond_error, short_body
+from ..wsgi import ERROR_KEY, content_length, cut_chunked_body, respond_error, short_body
 from .http11 import ResponseReader, UpstreamError, connection_tokens, encode_request_head
 from .pool import ConnectionPool
 
@@ -113,6 +112,11 @@ class Forwarder:
         try:
             _send(sock, head, body, chunked)
             _read_head(sock, response)
+        except _BodyCutShort as cut:
+            # The upstream has a head and part of a body, and would wait for the rest
+            # (up to its own timeout) holding a slot: the connection ends here.
+            sock.close()
+            return respond_error(environ, start_response, cut.error)
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             return respond_error(environ, start_response, self._failure(error))
@@ -190,7 +194,10 @@ def _send(
     body: bytes | Iterator[bytes] | None,
     chunked: bool,
 ) -> None:
-    """Send the request: a small body in the same write as its head (one packet)."""
+    """Send the request: a small body in the same write as its head (one packet).
+
+    :raises _BodyCutShort: when a body read as it is sent ends early or breaks.
+    """
     if body is None or isinstance(body, bytes):
         data = head + body if body else head
         # One send takes a request this small whole; gevent's sendall would first ask the
@@ -255,27 +262,64 @@ def _forwarded_name(environ_key: str) -> str | None:
 def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | None, bool]:
     """Return the body to send on, and whether it goes chunked (its length unknown).
 
-    :raises RequestError: 400 for a ``Content-Length`` that is not a length, or a body
-        that ends before it.
+    :raises RequestError: 400 for a ``Content-Length`` that is not a length, or a small
+        body that ends before it.
     """
     length = content_length(environ)
     if length is not None:
+        stream = environ["wsgi.input"]
         if length <= READ_BYTES:
             # A chat request: in the same packet as the head. PEP 3333 lets an app read
             # up to CONTENT_LENGTH from the input as it is.
-            body: bytes = environ["wsgi.input"].read(length)
+            try:
+                body: bytes = stream.read(length)
+            except Exception:  # the server's reader: the client reset the connection
+                raise short_body() from None
             if len(body) < length:
                 raise short_body()
             return body, False
-        stream = get_input_stream(environ)  # bounded by the length
-        return iter(lambda: stream.read(READ_BYTES), b""), False
+        return _body_pieces(stream, length), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with
     # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).
     is_chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if is_chunked and environ.get("wsgi.input_terminated"):
-        stream = environ["wsgi.input"]
-        return iter(lambda: stream.read(READ_BYTES), b""), True
+        return _body_pieces(environ["wsgi.input"], None), True
     return None, False
+
+
+class _BodyCutShort(Exception):
+    """The request body ended early or broke while it was being sent on."""
+
+    def __init__(self, error: RequestError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _body_pieces(stream: Any, length: int | None) -> Iterator[bytes]:
+    """Read the body in pieces of at most :data:`READ_BYTES`: ``length`` bytes, or to the
+    end of a chunked body (the server ends the input there, ``wsgi.input_terminated``).
+
+    Counted, so that a body ending short of its ``Content-Length`` (the client left) is
+    told from one that is whole: the upstream, which got the length in the head, would
+    wait for the rest.
+
+    :raises _BodyCutShort: for a body that ends early, or whose reading fails (the client
+        reset the connection; gunicorn raises ``NoMoreData`` for a chunked body cut off,
+        and its own errors for broken chunk framing).
+    """
+    remaining = length
+    while remaining is None or remaining > 0:
+        try:
+            piece = stream.read(READ_BYTES if remaining is None else min(READ_BYTES, remaining))
+        except Exception:  # the server's reader, whatever it raises
+            raise _BodyCutShort(short_body() if length else cut_chunked_body()) from None
+        if not piece:
+            if remaining is None:
+                return
+            raise _BodyCutShort(short_body())
+        if remaining is not None:
+            remaining -= len(piece)
+        yield piece
 
 
 class _UpstreamBody:
