@@ -77,6 +77,22 @@ def cut_chunked_body() -> RequestError:
     return RequestError(400, "request body was cut short or its chunked framing is invalid")
 
 
+def unsupported_transfer_coding(environ: WSGIEnvironment) -> RequestError | None:
+    """The error for a request body in a transfer coding other than ``chunked`` alone, or
+    None.
+
+    gunicorn reads ``gzip, chunked`` (RFC 9112 section 7: codings stack, chunked last) by
+    undoing the chunking only; the body comes out still compressed, and nothing says so
+    once the header is gone. Go's ``net/http`` accepts exactly one coding, ``chunked``,
+    and answers 501 to anything else, as RFC 9112 section 6.1 asks of a server that does
+    not understand a coding; so do we.
+    """
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    if coding is None or coding.strip().lower() == "chunked":
+        return None
+    return RequestError(501, "unsupported transfer encoding: only chunked is accepted")
+
+
 def status_line(status: int) -> str:
     """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
     return f"{status} {HTTPStatus(status).phrase}"

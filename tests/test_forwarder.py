@@ -284,6 +284,22 @@ def test_a_body_that_does_not_match_its_length_is_a_400_and_not_sent(
     assert upstream.heads == []
 
 
+def test_a_body_in_another_transfer_coding_than_chunked_is_a_501_and_not_sent() -> None:
+    with scripted(OK) as (upstream, client):
+        response = client.post(
+            "/api/unknown",
+            input_stream=io.BytesIO(b"\x1f\x8b"),
+            environ_overrides={"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "gzip, chunked",
+                               "wsgi.input_terminated": True},
+            buffered=True,
+        )  # fmt: skip
+        assert response.status_code == 501
+        assert json.loads(response.get_data())["error"] == (
+            "unsupported transfer encoding: only chunked is accepted"
+        )
+    assert upstream.heads == []
+
+
 class BreakingInput(io.BytesIO):
     """A request body that breaks after its bytes, as a server's reader does when the
     client resets the connection or cuts a chunked body (gunicorn raises NoMoreData)."""

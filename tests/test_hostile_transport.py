@@ -340,3 +340,71 @@ def test_an_upload_the_client_abandons_ends_upstream_at_once_and_is_logged_as_a_
     assert len(received.body) <= LARGE // 2
     line = access_line(proxy, "/api/upload", after=logged)
     assert (line["status"], line["error"]) == (400, message)
+
+
+# --------------------------------------------------------------------------------------
+# Transfer codings
+
+
+CHUNKED_BODY = b'e\r\n{"model":"m1"}\r\n0\r\n\r\n'
+
+
+#: Transfer-Encoding values, and the status they get from gunicorn itself (in HTML) or,
+#: for those gunicorn lets through, from the proxy (in the client's dialect): Go's
+#: net/http answers 501 to any coding but chunked alone. gunicorn lets a compression coding
+#: before chunked through, undoing the chunking and leaving the body compressed: sent on
+#: as plain chunked, the coding would be lost.
+CODINGS = [
+    pytest.param("gzip, chunked", 501, "proxy", id="gzip"),
+    pytest.param("deflate,chunked", 501, "proxy", id="deflate"),
+    pytest.param("identity, chunked", 501, "proxy", id="identity"),
+    pytest.param("x-custom, chunked", 501, "gunicorn", id="unknown"),
+    pytest.param("chunked, gzip", 400, "gunicorn", id="chunked-first"),
+    pytest.param("gzip", 400, "gunicorn", id="gzip-alone"),
+    pytest.param("chunked, chunked", 400, "gunicorn", id="chunked-twice"),
+]
+
+
+@pytest.mark.parametrize(("coding", "status", "refused_by"), CODINGS)
+@pytest.mark.parametrize("path", ["/api/chat", "/api/upload", "/v1/chat/completions"])
+def test_a_body_in_a_transfer_coding_other_than_chunked_is_refused_and_not_forwarded(
+    proxy: GunicornProcess,
+    upstream_that: Callable[[Behaviour], WatchingUpstream],
+    coding: str,
+    status: int,
+    refused_by: str,
+    path: str,
+) -> None:
+    upstream = upstream_that(answers_ok)
+    before = len(upstream.exchanges)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n"
+        f"Transfer-Encoding: {coding}\r\n\r\n"
+    ).encode() + CHUNKED_BODY
+
+    answered, head, body = exchange(proxy, request)
+
+    assert answered == status
+    # Answered before the upstream was asked: a forwarded request would be there first.
+    assert len(upstream.exchanges) == before
+    if refused_by == "proxy":
+        error = json.loads(body)["error"]
+        message = error["message"] if path.startswith("/v1/") else error
+        assert message == "unsupported transfer encoding: only chunked is accepted"
+    else:
+        assert b"Content-Type: text/html" in head
+
+
+def test_a_body_sent_chunked_alone_is_forwarded(
+    proxy: GunicornProcess, upstream_that: Callable[[Behaviour], WatchingUpstream]
+) -> None:
+    upstream = upstream_that(answers_ok)
+    before = len(upstream.exchanges)
+    request = (
+        b"POST /api/upload HTTP/1.1\r\nHost: p\r\nConnection: close\r\n"
+        b"Transfer-Encoding: Chunked\r\n\r\n" + CHUNKED_BODY
+    )
+
+    assert exchange(proxy, request)[0] == 200
+    received = upstream.exchanges[before]
+    assert (received.header(b"transfer-encoding"), received.body) == (b"chunked", b'{"model":"m1"}')

@@ -27,7 +27,14 @@ from ..core.checks import positive_seconds
 from ..core.dialects import cut_stream_record
 from ..core.endpoints import dialect_for
 from ..core.errors import RequestError
-from ..wsgi import ERROR_KEY, content_length, cut_chunked_body, respond_error, short_body
+from ..wsgi import (
+    ERROR_KEY,
+    content_length,
+    cut_chunked_body,
+    respond_error,
+    short_body,
+    unsupported_transfer_coding,
+)
 from .http11 import ResponseReader, UpstreamError, connection_tokens, encode_request_head
 from .pool import ConnectionPool
 
@@ -263,7 +270,7 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
     """Return the body to send on, and whether it goes chunked (its length unknown).
 
     :raises RequestError: 400 for a ``Content-Length`` that is not a length, or a small
-        body that ends before it.
+        body that ends before it; 501 for a transfer coding other than chunked alone.
     """
     length = content_length(environ)
     if length is not None:
@@ -281,9 +288,12 @@ def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | N
         return _body_pieces(stream, length), False
     # Only a body the client sent chunked goes on chunked: a GET, or a POST with
     # Content-Length: 0, must not grow a Transfer-Encoding (RFC 9112 section 6.1).
-    is_chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if is_chunked and environ.get("wsgi.input_terminated"):
-        return _body_pieces(environ["wsgi.input"], None), True
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        refused = unsupported_transfer_coding(environ)
+        if refused is not None:
+            raise refused
+        if environ.get("wsgi.input_terminated"):
+            return _body_pieces(environ["wsgi.input"], None), True
     return None, False
 
 
