@@ -27,8 +27,12 @@ ALIAS_KEY = "ollama_default.alias"
 #: client named itself.
 MODEL_KEY = "ollama_default.model"
 #: Why the request did not get the upstream's own answer: refused input, the upstream
-#: unreachable or slow, a stream cut short.
+#: unreachable or slow, a stream cut short. For the operator's log: it may name what the
+#: client is not told, such as the upstream's address.
 ERROR_KEY = "ollama_default.error"
+#: The id a client was given with an error it did not cause (the upstream down, slow or
+#: broken), to quote to the operator, whose log line carries it too.
+REQUEST_ID_KEY = "ollama_default.request_id"
 
 #: The response header naming the real model that answered a request for an alias.
 TARGET_HEADER = "X-Ollama-Default-Target"
@@ -39,13 +43,18 @@ def respond_error(
     start_response: StartResponse,
     error: RequestError,
     dialect: Dialect | None = None,
+    *,
+    detail: str | None = None,
 ) -> list[bytes]:
     """Answer ``error`` in the dialect of the request's endpoint (or ``dialect``).
 
     The one place a JSON error response is made; it leaves the message in ``environ``
     under :data:`ERROR_KEY` for the access log.
+
+    :param detail: what the log says in place of the client's message, when the client
+        is not to be told all of it (the upstream's address, say).
     """
-    environ[ERROR_KEY] = error.message
+    environ[ERROR_KEY] = error.message if detail is None else detail
     if dialect is None:
         dialect = dialect_for(environ.get("PATH_INFO", ""))
     body = error_body(dialect, error.status, error.message)

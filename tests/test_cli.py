@@ -190,6 +190,20 @@ def test_check_says_where_each_setting_came_from(
     assert lines[6] == ""
 
 
+def test_check_asks_with_the_upstream_urls_credentials_and_shows_none(
+    upstream: tuple[FakeOllama, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, url = upstream
+    with_credentials = url.replace("http://", "http://me:s3cret@")
+    argv = ["check", "--upstream", with_credentials, "--alias", "llmodel=aya-expanse:8b-q8_0"]
+    assert main(argv, environ={}) == 0
+    captured = capsys.readouterr()
+    assert f"upstream {url}: reachable" in captured.out
+    assert "s3cret" not in captured.out + captured.err
+    assert "me@" not in captured.out + captured.err
+    assert fake.requests[-1].headers["authorization"] == "Basic bWU6czNjcmV0"  # me:s3cret
+
+
 def test_check_with_the_upstream_down_says_so_and_still_shows_the_aliases(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

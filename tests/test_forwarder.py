@@ -3,9 +3,11 @@ upstream replies at the edges of HTTP/1.1, from an upstream that answers scripte
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
+import re
 import socket
 import ssl
 import threading
@@ -19,7 +21,13 @@ from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
 from ollama_default import ConfigError
-from ollama_default.proxy.forwarder import Forwarder, _send
+from ollama_default.proxy.forwarder import (
+    Forwarder,
+    _send,
+    basic_authorization,
+    without_userinfo,
+)
+from ollama_default.wsgi import ERROR_KEY, REQUEST_ID_KEY
 
 TIMEOUT_S = 10.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -227,23 +235,108 @@ def test_a_head_reply_ends_with_its_head_and_keeps_the_connection() -> None:
     assert upstream.connections == 1
 
 
+class Recording:
+    """A WSGI app around ``app`` that keeps the environ of the last request, to read what
+    the forwarder left there for the log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.environ: dict[str, Any] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.environ = environ
+        return self.app(environ, start_response)
+
+
 @pytest.mark.parametrize(
-    ("reply", "message"),
+    ("reply", "told", "logged"),
     [
-        (b"", "closed the connection without answering"),
-        (b"HTTP/1.1 200 OK\r\nContent-", "closed the connection in the middle of its reply"),
-        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "sent an invalid HTTP response"),
-        (
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
-            "switched protocols unasked",
-        ),
+        (b"", "upstream closed the connection without answering",
+         "closed the connection without answering"),
+        (b"HTTP/1.1 200 OK\r\nContent-", "upstream closed the connection in the middle of its "
+         "reply", "closed the connection in the middle of its reply"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "upstream sent an invalid response",
+         "sent an invalid HTTP response: "),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+         "upstream switched protocols unasked", "switched protocols unasked"),
+    ],
+    ids=["nothing", "half-a-head", "not-http", "upgrade"],
+)  # fmt: skip
+def test_an_upstream_that_breaks_http_is_a_502_whose_address_only_the_log_gets(
+    reply: bytes, told: str, logged: str
+) -> None:
+    with scripted(reply, None) as (upstream, _):
+        recording = Recording(Forwarder(upstream.url, read_timeout_s=TIMEOUT_S))
+        try:
+            response = Client(recording).post("/api/chat", data=b"{}", buffered=True)
+        finally:
+            recording.app.close()
+    request_id = recording.environ[REQUEST_ID_KEY]
+    assert response.status_code == 502
+    assert json.loads(response.get_data())["error"] == f"{told} (request id {request_id})"
+    assert recording.environ[ERROR_KEY].startswith(f"upstream {upstream.url} {logged}")
+    assert re.fullmatch("[0-9a-f]{12}", request_id)
+
+
+def test_each_failure_has_its_own_request_id() -> None:
+    with scripted(b"", None, b"", None) as (upstream, _):
+        recording = Recording(Forwarder(upstream.url, read_timeout_s=TIMEOUT_S))
+        client = Client(recording)
+        try:
+            ids = set()
+            for _ in range(2):
+                client.get("/api/version", buffered=True)
+                ids.add(recording.environ[REQUEST_ID_KEY])
+        finally:
+            recording.app.close()
+    assert len(ids) == 2
+
+
+def test_credentials_in_the_upstream_url_go_as_basic_authorization_and_nowhere_else() -> None:
+    with scripted(OK, b"", None) as (upstream, _):
+        url = upstream.url.replace("http://", "http://us%40er:p%3Ass@") + "/"
+        recording = Recording(Forwarder(url, read_timeout_s=TIMEOUT_S))
+        client = Client(recording)
+        try:
+            headers = {"Authorization": "Bearer for-the-proxy"}
+            assert client.get("/api/version", headers=headers, buffered=True).status_code == 200
+            failed = client.get("/api/version", buffered=True)  # the upstream hangs up
+        finally:
+            recording.app.close()
+    credentials = base64.b64encode(b"us@er:p:ss").decode()
+    head = upstream.heads[0].decode("latin-1")
+    assert f"\r\nAuthorization: Basic {credentials}\r\n" in head
+    assert "for-the-proxy" not in head
+    assert head.startswith(
+        f"GET /api/version HTTP/1.1\r\nHost: {upstream.url[len('http://') :]}\r\n"
+    )
+    assert recording.app.upstream == upstream.url
+    assert failed.status_code == 502
+    logged = recording.environ[ERROR_KEY]
+    assert logged.startswith(f"upstream {upstream.url} closed the connection")
+    for shown in (logged, failed.get_data(as_text=True)):
+        assert "us%40er" not in shown and "p%3Ass" not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "authorization"),
+    [
+        ("http://h:1", "http://h:1", None),
+        ("https://user:secret@h:1/base", "https://h:1/base", b"user:secret"),
+        ("http://user@h", "http://h", b"user:"),
+        ("http://a@b:c@h/x@y", "http://h/x@y", b"a@b:c"),  # urlsplit's last "@"
+        ("http://u:p%20w@[::1]:8080", "http://[::1]:8080", b"u:p w"),
+        ("http://h/p@th", "http://h/p@th", None),  # an "@" in the path is no userinfo
     ],
 )
-def test_an_upstream_that_breaks_http_is_a_502_naming_it(reply: bytes, message: str) -> None:
-    with scripted(reply, None) as (upstream, client):
-        response = client.post("/api/chat", data=b"{}", buffered=True)
-    assert response.status_code == 502
-    assert json.loads(response.get_data())["error"].startswith(f"upstream {upstream.url} {message}")
+def test_a_user_and_password_are_taken_out_of_the_url_shown(
+    url: str, shown: str, authorization: bytes | None
+) -> None:
+    assert without_userinfo(url) == shown
+    expected = (
+        None if authorization is None else "Basic " + base64.b64encode(authorization).decode()
+    )
+    assert basic_authorization(url) == expected
 
 
 @pytest.mark.parametrize(
@@ -405,15 +498,17 @@ def test_an_https_upstream_with_an_untrusted_certificate_is_a_502(
     tls_upstream: tuple[str, Path],
 ) -> None:
     url, _ = tls_upstream
-    forwarder = Forwarder(url)
+    recording = Recording(Forwarder(url))
     try:
-        response = Client(forwarder).get("/api/version", buffered=True)
+        response = Client(recording).get("/api/version", buffered=True)
     finally:
-        forwarder.close()
+        recording.app.close()
     assert response.status_code == 502
     message = json.loads(response.get_data())["error"]
-    assert message.startswith(f"upstream {url} is unreachable: ")
-    assert "certificate verify failed" in message
+    assert message.startswith("upstream unreachable (request id ")
+    logged = recording.environ[ERROR_KEY]
+    assert logged.startswith(f"upstream {url} is unreachable: ")
+    assert "certificate verify failed" in logged
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,20 @@ def test_a_bad_configuration_is_one_line_naming_the_problem(
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ("http://me:s3cret@h:1?x", "upstream 'http://h:1?x' must not have a query or fragment"),
+        ("ftp://me:s3cret@h", "upstream 'ftp://h' is not an http:// or https:// URL"),
+    ],
+    ids=["query", "scheme"],
+)
+def test_a_bad_upstream_is_quoted_without_its_credentials(upstream: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OLLAMA_DEFAULT_UPSTREAM": upstream})
+    assert str(raised.value) == f"{message} (set by OLLAMA_DEFAULT_UPSTREAM)"
+
+
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match=r"config file '.*nope.toml' cannot be read: No such"):

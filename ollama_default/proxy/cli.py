@@ -46,7 +46,7 @@ from .config import (
     load_settings_with_sources,
 )
 from .declaration import SWITCH, Declared, flag_name, value_at
-from .forwarder import DEFAULT_MAX_CONNECTIONS
+from .forwarder import DEFAULT_MAX_CONNECTIONS, without_userinfo
 from .logs import configure_logging, log_startup
 
 if TYPE_CHECKING:
@@ -590,7 +590,7 @@ def log_start_up_warnings(settings: Settings, *, demo: str | None) -> None:
         _log.warning(
             "ollama-default: no aliases configured: requests pass through to %s unchanged, and "
             "one that names no model gets Ollama's own error 'model is required'",
-            settings.upstream,
+            without_userinfo(settings.upstream),
         )
         _log.warning("ollama-default: %s", ADD_ALIAS_HINT)
 
@@ -622,13 +622,13 @@ def check(loaded: LoadedSettings) -> int:
     print("settings:")
     _print_table(_settings_rows(settings, sources), indent="  ")
     print()
-    upstream = settings.upstream
+    upstream = without_userinfo(settings.upstream)  # as shown; requests gets it whole
     installed: dict[str, str] | None = None
     loaded_keys: dict[str, str] | None = None
     try:
         with requests.Session() as session:
-            listed = _listed(session, upstream, "/api/tags")
-            installed, loaded_keys = listed, _listed(session, upstream, "/api/ps")
+            listed = _listed(session, settings.upstream, "/api/tags")
+            installed, loaded_keys = listed, _listed(session, settings.upstream, "/api/ps")
     except requests.RequestException as error:
         installed = None
         _fail(EXIT_FAILURE, _unreachable(upstream, error))
@@ -662,7 +662,7 @@ def _settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[tuple
     sources = dict(sources)
     default = settings.alias_table.default
     shown = {
-        "upstream": settings.upstream,
+        "upstream": without_userinfo(settings.upstream),
         "aliases": ", ".join(settings.aliases) or "none",
         "default": default.alias if default else "none",
         "prefix": settings.prefix or "none",

@@ -52,7 +52,7 @@ from .declaration import (
     setting,
     text,
 )
-from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, without_userinfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,15 +83,19 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 
 
 def http_url(key: str, value: object) -> str:
-    """Return ``value``, an ``http://`` or ``https://`` URL with a host and no query."""
+    """Return ``value``, an ``http://`` or ``https://`` URL with a host and no query.
+
+    A user and password in it are never shown: messages quote the URL without them.
+    """
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:  # such as an unclosed '[' around an IPv6 address
         parts = None
+    shown = without_userinfo(value) if isinstance(value, str) else value
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{key} {value!r} is not an http:// or https:// URL", key=key)
+        raise ConfigError(f"{key} {shown!r} is not an http:// or https:// URL", key=key)
     if parts.query or parts.fragment:
-        raise ConfigError(f"{key} {value!r} must not have a query or fragment", key=key)
+        raise ConfigError(f"{key} {shown!r} must not have a query or fragment", key=key)
     return str(value)
 
 
@@ -177,7 +181,11 @@ class Settings:
     """
 
     upstream: str = setting(
-        DEFAULT_UPSTREAM, text(http_url), "Ollama's base URL.", flag=Option(metavar="URL")
+        DEFAULT_UPSTREAM,
+        text(http_url),
+        "Ollama's base URL. A user and password in it (``https://user:secret@host``) are "
+        "sent as HTTP Basic ``Authorization`` in place of the client's, and shown nowhere.",
+        flag=Option("Ollama's base URL", metavar="URL"),
     )
     aliases: Mapping[str, str] = setting(
         {},

@@ -13,12 +13,14 @@ closed at once, so Ollama stops generating.
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 import httptools
 from werkzeug.http import is_hop_by_hop_header
@@ -29,6 +31,7 @@ from ..core.endpoints import dialect_for
 from ..core.errors import RequestError
 from ..wsgi import (
     ERROR_KEY,
+    REQUEST_ID_KEY,
     content_length,
     cut_chunked_body,
     respond_error,
@@ -66,7 +69,12 @@ class Forwarder:
 
     >>> app = Forwarder("http://127.0.0.1:11434")  # doctest: +SKIP
 
+    An upstream that fails is a 502 or 504 that says what went wrong but not where: the
+    client gets a request id, and the access log the upstream's address with that id.
+
     :param upstream: the base URL; its path, if any, is put before every request's path.
+        A user and password in it (``http://user:secret@host``) go as HTTP Basic
+        ``Authorization``, in place of any the client sent, and nowhere else.
     :param connect_timeout_s: how long to wait for a connection.
     :param read_timeout_s: how long to wait for each next piece of the response.
     :param max_connections: idle keep-alive connections kept to the upstream.
@@ -84,9 +92,11 @@ class Forwarder:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
         parts = urlsplit(upstream)
-        self.upstream = upstream.rstrip("/")
+        #: The upstream's URL as it may be shown: without its user and password.
+        self.upstream = without_userinfo(upstream).rstrip("/")
         self._base_path = parts.path.rstrip("/")
-        self._host = parts.netloc
+        self._host = parts.netloc.rpartition("@")[2]
+        self._authorization = basic_authorization(upstream)
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._pool = ConnectionPool(
             parts.scheme, parts.hostname or "", parts.port, connect_timeout_s, read_timeout_s,
@@ -114,7 +124,7 @@ class Forwarder:
         try:
             sock = self._pool.connection()
         except OSError as error:
-            return respond_error(environ, start_response, self._failure(error, connecting=True))
+            return self._failure(error, connecting=True).respond(environ, start_response)
         response = ResponseReader(method)
         try:
             _send(sock, head, body, chunked)
@@ -126,7 +136,7 @@ class Forwarder:
             return respond_error(environ, start_response, cut.error)
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
-            return respond_error(environ, start_response, self._failure(error))
+            return self._failure(error).respond(environ, start_response)
         start_response(response.status, response.headers())
         if response.complete:  # the whole reply came with its head: a chat, say
             self._pool.release(sock, response.reusable())
@@ -166,33 +176,99 @@ class Forwarder:
         # Bodies must reach the rewriting readable: Ollama itself never compresses, but
         # what it relays from ollama.com might be.
         headers["Accept-Encoding"] = "identity"
+        if self._authorization is not None:
+            # The upstream URL's credentials: the client's own are for us, if anyone.
+            headers["Authorization"] = self._authorization
         return encode_request_head(method, target, self._host, headers)
 
     def close(self) -> None:
         """Close the idle connections to the upstream (a server does this at shutdown)."""
         self._pool.close()
 
-    def _failure(self, error: BaseException, *, connecting: bool = False) -> RequestError:
+    def _failure(
+        self, error: BaseException, *, connecting: bool = False, answering: bool = False
+    ) -> UpstreamFailure:
         """The one mapping of upstream failures to what the client is told, before the
-        first byte (as the response) and after it (as the stream's last record)."""
+        first byte (as the response) and after it (as the stream's last record).
+
+        :param connecting: the failure came while connecting.
+        :param answering: it came after the head of the reply, in its body.
+        """
         upstream = self.upstream
         if isinstance(error, TimeoutError):
             if connecting:
-                wait = self._timeouts[0]
-                return RequestError(
-                    504, f"upstream {upstream} did not accept a connection within {wait:g} s"
-                )
-            return RequestError(
-                504, f"upstream {upstream} sent nothing for {self._timeouts[1]:g} s"
-            )
+                told = f"did not accept a connection within {self._timeouts[0]:g} s"
+            elif answering:
+                told = f"sent nothing for {self._timeouts[1]:g} s"
+            else:
+                told = f"did not answer within {self._timeouts[1]:g} s"
+            return UpstreamFailure(504, f"upstream {told}", f"upstream {upstream} {told}")
         if connecting and isinstance(error, OSError):
-            reason = error.strerror or str(error) or type(error).__name__
-            return RequestError(502, f"upstream {upstream} is unreachable: {reason.lower()}")
+            reason = (error.strerror or str(error) or type(error).__name__).lower()
+            return UpstreamFailure(
+                502, "upstream unreachable", f"upstream {upstream} is unreachable: {reason}"
+            )
         if isinstance(error, httptools.HttpParserError):
-            return RequestError(502, f"upstream {upstream} sent an invalid HTTP response: {error}")
-        if isinstance(error, UpstreamError):
-            return RequestError(502, f"upstream {upstream} {error}")
-        return RequestError(502, f"upstream {upstream} failed: {error or type(error).__name__}")
+            return UpstreamFailure(
+                502,
+                "upstream sent an invalid response",
+                f"upstream {upstream} sent an invalid HTTP response: {error}",
+            )
+        if isinstance(error, UpstreamError):  # our own words, which name nothing internal
+            return UpstreamFailure(502, f"upstream {error}", f"upstream {upstream} {error}")
+        return UpstreamFailure(
+            502,
+            "upstream connection failed",
+            f"upstream {upstream} failed: {error or type(error).__name__}",
+        )
+
+
+class UpstreamFailure(RequestError):
+    """An upstream that failed: what the client is told, and what the operator's log says.
+
+    The client's message says what went wrong without the upstream's address (which
+    :attr:`detail` has), and ends with a request id to quote; the access log line carries
+    the same id (:data:`~ollama_default.wsgi.REQUEST_ID_KEY`).
+
+    :param told: what the client is told, before the request id.
+    :param detail: the whole reason, for the log.
+    """
+
+    def __init__(self, status: int, told: str, detail: str) -> None:
+        # Made only on a failure, never on the way of a request that works.
+        self.request_id = os.urandom(6).hex()
+        super().__init__(status, f"{told} (request id {self.request_id})")
+        self.told = told
+        self.detail = detail
+
+    def respond(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        """Answer with this failure, in the client's dialect, and log it."""
+        environ[REQUEST_ID_KEY] = self.request_id
+        return respond_error(environ, start_response, self, detail=self.detail)
+
+
+def without_userinfo(url: str) -> str:
+    """Return ``url`` as it may be shown: without the ``user:password@`` of its authority."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+# The authority ends at the first "/", "?" or "#"; its userinfo, at its last "@" (as
+# urlsplit reads it).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def basic_authorization(url: str) -> str | None:
+    """Return the ``Authorization`` header a user and password in ``url`` stand for, or None.
+
+    As curl does with such a URL: HTTP Basic (RFC 7617), of the percent-decoded user and
+    password in UTF-8; a user without a password has an empty one.
+    """
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if not at:
+        return None
+    user, _, password = userinfo.partition(":")
+    credentials = f"{unquote(user)}:{unquote(password)}".encode()
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
 def _send(
@@ -344,7 +420,7 @@ class _UpstreamBody:
         sock: socket.socket,
         response: ResponseReader,
         pool: ConnectionPool,
-        failure: Callable[[BaseException], RequestError],
+        failure: Callable[..., UpstreamFailure],
         environ: WSGIEnvironment,
     ) -> None:
         self._environ = environ
@@ -372,9 +448,10 @@ class _UpstreamBody:
                 else:
                     response.feed_eof()
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
-            failure = self._failure(error)
-            message = f"{failure.message} (the stream was cut short)"
-            self._environ[ERROR_KEY] = message
+            failure = self._failure(error, answering=True)
+            self._environ[ERROR_KEY] = f"{failure.detail} (the stream was cut short)"
+            self._environ[REQUEST_ID_KEY] = failure.request_id
+            message = f"{failure.told} (the stream was cut short; request id {failure.request_id})"
             if response.header(b"content-length"):
                 return  # a fixed length cannot grow: the short body tells the client
             media_type = response.header(b"content-type").split(";", 1)[0].strip().lower()
