@@ -372,6 +372,18 @@ def test_gunicorn_cmd_args_sit_between_our_defaults_and_our_flags(tmp_path: Path
     assert gunicorn_options({}, {})["bind"] == [SERVE_DEFAULTS["bind"]]
 
 
+def test_serve_has_gunicorn_believe_the_trusted_proxies_and_nobody_else() -> None:
+    options = gunicorn_options({}, {})
+    # Not even a peer on a unix socket, which gunicorn believes whatever the list.
+    assert options["forwarded_allow_ips"] == ""
+    assert (options["secure_scheme_headers"], options["forwarder_headers"]) == ({}, "")
+    trusting = gunicorn_options({}, {}, trusted_proxies=("10.0.0.0/8", "::1"))
+    assert trusting["forwarded_allow_ips"] == "10.0.0.0/8,::1"
+    # gunicorn's own, for the peers it believes: X-Forwarded-Proto and SCRIPT_NAME.
+    assert "secure_scheme_headers" not in trusting
+    assert "forwarder_headers" not in trusting
+
+
 def test_a_broken_gunicorn_config_file_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -409,6 +421,15 @@ SERVER_MISTAKES = [
                  "--bind '127.0.0.1:0': '0' is not a port number from 1 to 65535 (give "
                  "HOST:PORT, such as 127.0.0.1:8080) (set by GUNICORN_CMD_ARGS)",
                  id="port-from-gunicorn-cmd-args"),
+    pytest.param([], {"FORWARDED_ALLOW_IPS": "*"}, "configuration error: FORWARDED_ALLOW_IPS "
+                 "is gunicorn's; set trusted_proxies (OLLAMA_DEFAULT_TRUSTED_PROXIES, "
+                 "--trusted-proxies) instead: serve gives it to gunicorn, and the proxy "
+                 "believes the same peers", id="forwarded-allow-ips-variable"),
+    pytest.param([], {"GUNICORN_CMD_ARGS": "--forwarded-allow-ips=*"}, "configuration error: "
+                 "gunicorn's forwarded_allow_ips: set trusted_proxies "
+                 "(OLLAMA_DEFAULT_TRUSTED_PROXIES, --trusted-proxies) instead: serve gives it "
+                 "to gunicorn, and the proxy believes the same peers (set by GUNICORN_CMD_ARGS)",
+                 id="forwarded-allow-ips-in-gunicorn-cmd-args"),
 ]  # fmt: skip
 
 

@@ -352,6 +352,77 @@ def test_a_header_that_would_break_the_request_head_is_a_400_and_not_sent(value:
     assert upstream.heads == []
 
 
+#: What a client says about where it came from: a proxy's words, if it is not one.
+CLAIMS = {
+    "X-Forwarded-For": "6.6.6.6",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "claimed.example",
+    "X-Forwarded-Port": "443",
+    "Forwarded": "for=6.6.6.6;proto=https",
+    "X-Real-Ip": "6.6.6.6",
+}
+
+
+def forwarding_headers(head: bytes) -> dict[str, str]:
+    """The headers of a request head that say where the request came from."""
+    found = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(": ")
+        if name in CLAIMS:
+            found[name] = value
+    return found
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "believed"),
+    [
+        ((), "127.0.0.1", False),
+        (("10.0.0.0/8",), "127.0.0.1", False),
+        (("127.0.0.1",), "127.0.0.1", True),
+        (("10.0.0.0/8", "::1"), "10.1.2.3", True),
+        (("fd00::/8",), "fd00::7", True),
+        (("127.0.0.1",), "", False),  # no address: a unix socket
+    ],
+    ids=["nobody", "another", "the-peer", "its-network", "ipv6-network", "unix-socket"],
+)
+def test_a_clients_forwarding_headers_are_believed_only_from_a_trusted_proxy(
+    trusted: tuple[str, ...], peer: str, believed: bool
+) -> None:
+    with scripted(OK) as (upstream, _):
+        forwarder = Forwarder(upstream.url, read_timeout_s=TIMEOUT_S, trusted_proxies=trusted)
+        try:
+            Client(forwarder).get(
+                "/api/version",
+                headers={"Host": "proxy.example", **CLAIMS},
+                environ_overrides={"REMOTE_ADDR": peer},
+                buffered=True,
+            )
+        finally:
+            forwarder.close()
+    sent = forwarding_headers(upstream.heads[0])
+    if believed:
+        assert sent == {**CLAIMS, "X-Forwarded-For": f"6.6.6.6, {peer}"}
+    elif peer:
+        assert sent == {
+            "X-Forwarded-For": peer,
+            "X-Forwarded-Proto": "http",
+            "X-Forwarded-Host": "proxy.example",
+        }
+    else:
+        assert sent == {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "proxy.example"}
+
+
+@pytest.mark.parametrize("entry", ["*", "10.0.0.1/8", "localhost", ""])
+def test_a_trusted_proxy_that_is_not_an_address_or_network_fails_at_construction(
+    entry: str,
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Forwarder("http://127.0.0.1:11434", trusted_proxies=[entry])
+    assert str(raised.value) == (
+        f"trusted_proxies: {entry!r} is not an IP address or network, such as 10.0.0.0/8"
+    )
+
+
 def test_expect_100_continue_is_answered_here_not_passed_on() -> None:
     with scripted(OK) as (upstream, client):
         client.post("/api/chat", data=b"{}", headers={"Expect": "100-continue"}, buffered=True)

@@ -408,3 +408,101 @@ def test_a_body_sent_chunked_alone_is_forwarded(
     assert exchange(proxy, request)[0] == 200
     received = upstream.exchanges[before]
     assert (received.header(b"transfer-encoding"), received.body) == (b"chunked", b'{"model":"m1"}')
+
+
+# --------------------------------------------------------------------------------------
+# Headers that say where a request came from
+
+
+#: A client's claims about where it came from, and gunicorn's own SCRIPT_NAME header.
+CLAIMS = (
+    b"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
+    b"X-Forwarded-Host: claimed.example\r\nForwarded: for=6.6.6.6;proto=https\r\n"
+    b"X-Real-IP: 6.6.6.6\r\nSCRIPT_NAME: /api\r\n"
+)
+CLAIMED = b"GET /api/tags HTTP/1.1\r\nHost: p\r\nConnection: close\r\n" + CLAIMS + b"\r\n"
+
+
+def forwarded(upstream: WatchingUpstream, server: GunicornProcess) -> Exchange:
+    """Send the claims through ``server``; return the request the upstream received."""
+    before = len(upstream.exchanges)
+    assert exchange(server, CLAIMED)[0] == 200
+    return upstream.exchanges[before]
+
+
+def test_a_clients_claims_about_where_it_came_from_change_nothing(
+    proxy: GunicornProcess,
+    upstream_that: Callable[[Behaviour], WatchingUpstream],
+    request: pytest.FixtureRequest,
+) -> None:
+    received = forwarded(upstream_that(answers_ok), proxy)
+
+    # The forwarder believes nobody by default: the upstream gets the proxy's own words.
+    assert received.header(b"x-forwarded-for") == b"127.0.0.1"
+    assert received.header(b"x-forwarded-host") == b"p"
+    assert received.header(b"forwarded") is None
+    assert received.header(b"x-real-ip") is None
+    if request.node.callspec.params["proxy"] == "serve":
+        # Nor does serve's gunicorn: the scheme is the connection's, the path the client's.
+        assert received.header(b"x-forwarded-proto") == b"http"
+        assert received.request_line == b"GET /api/tags HTTP/1.1"
+    else:
+        # Plain gunicorn believes 127.0.0.1 (its forwarded_allow_ips) about the scheme and
+        # SCRIPT_NAME: the reason serve sets them from trusted_proxies.
+        assert received.header(b"x-forwarded-proto") == b"https"
+        assert received.request_line == b"GET /tags HTTP/1.1"
+
+
+@pytest.fixture(scope="module")
+def trusting_proxy(
+    upstream: WatchingUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornProcess]:
+    """``ollama-default serve`` trusting the proxies on 127.0.0.1 (the tests' clients)."""
+    settings = proxy_settings(upstream, OLLAMA_DEFAULT_TRUSTED_PROXIES="127.0.0.1")
+    with serving(settings, tmp_path_factory.mktemp("trusting")) as server:
+        yield server
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_trusted_proxys_claims_pass_on_with_its_address_added(
+    trusting_proxy: GunicornProcess, upstream_that: Callable[[Behaviour], WatchingUpstream]
+) -> None:
+    received = forwarded(upstream_that(answers_ok), trusting_proxy)
+
+    assert received.header(b"x-forwarded-for") == b"6.6.6.6, 127.0.0.1"
+    assert received.header(b"x-forwarded-proto") == b"https"
+    assert received.header(b"x-forwarded-host") == b"claimed.example"
+    assert received.header(b"forwarded") == b"for=6.6.6.6;proto=https"
+    assert received.header(b"x-real-ip") == b"6.6.6.6"
+    # gunicorn, given the same list, believes its SCRIPT_NAME header too.
+    assert received.request_line == b"GET /tags HTTP/1.1"
+
+
+# --------------------------------------------------------------------------------------
+# Credentials in the upstream URL
+
+
+def test_the_upstream_urls_credentials_go_as_basic_authorization_and_are_logged_nowhere(
+    upstream: WatchingUpstream,
+    upstream_that: Callable[[Behaviour], WatchingUpstream],
+    tmp_path: Path,
+) -> None:
+    upstream_that(answers_ok)
+    with_credentials = upstream.url.replace("http://", "http://me:s3cret@")
+    settings = proxy_settings(upstream, OLLAMA_DEFAULT_UPSTREAM=with_credentials)
+    before = len(upstream.exchanges)
+    with serving(settings, tmp_path) as server:
+        status, _, _ = exchange(
+            server,
+            b"GET /api/tags HTTP/1.1\r\nHost: p\r\nConnection: close\r\n"
+            b"Authorization: Bearer for-the-proxy\r\n\r\n",
+        )
+        line = access_line(server, "/api/tags")
+    received = upstream.exchanges[before]
+    assert (status, line["status"]) == (200, 200)
+    assert received.header(b"authorization") == b"Basic bWU6czNjcmV0"  # me:s3cret
+    assert received.header(b"host") == upstream.url.removeprefix("http://").encode()
+    stderr = server.stderr()
+    assert f"forwarding to {upstream.url} (answering), with the user and password" in stderr
+    assert "s3cret" not in stderr
+    assert "me@" not in stderr

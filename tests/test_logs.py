@@ -165,9 +165,13 @@ def test_an_unreachable_upstream_is_logged_with_the_reason(
     assert fields["error"] == f"upstream {url} is unreachable: connection refused"
     # The client gets the id, not the address; the line has both.
     assert response.json["error"] == f"upstream unreachable (request id {fields['request_id']})"
-    assert caplog.records[-1].getMessage().endswith(
-        f'error="upstream {url} is unreachable: connection refused" '
-        f"request_id={fields['request_id']}"
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .endswith(
+            f'error="upstream {url} is unreachable: connection refused" '
+            f"request_id={fields['request_id']}"
+        )
     )
 
 

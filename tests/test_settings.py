@@ -233,6 +233,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "aliases": "default",
         "default": "default",
         "prefix": f"config file {path!r}",
+        "trusted_proxies": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
         "max_body_bytes": "default",
@@ -351,7 +352,7 @@ def test_every_variable_of_the_settings_is_known() -> None:
     values = {"connect_timeout_s": "2", "read_timeout_s": "3", "max_body_bytes": "4",
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
-              "default": "llmodel", "prefix": "/p"}  # fmt: skip
+              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -427,6 +428,20 @@ EXAMPLES = {
         {"OLLAMA_DEFAULT_PREFIX": "llm"},
         "prefix 'llm' must be a path such as '/llm' (set by OLLAMA_DEFAULT_PREFIX)",
         ["--prefix", "//llm"], "prefix '//llm' must be a path such as '/llm' (set by --prefix)",
+    ),
+    "trusted_proxies": Example(
+        ("127.0.0.1", "10.0.0.0/8", "::1"), 'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]',
+        {"OLLAMA_DEFAULT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"},
+        ["--trusted-proxies", "127.0.0.1,10.0.0.0/8,::1"],
+        'trusted_proxies = "127.0.0.1"',
+        "trusted_proxies must be a list of IP addresses or networks, such as ['10.0.0.0/8'], "
+        "not '127.0.0.1' (set by {file})",
+        {"OLLAMA_DEFAULT_TRUSTED_PROXIES": "127.0.0.1,*"},
+        "trusted_proxies: '*' is not an IP address or network, such as 10.0.0.0/8 (set by "
+        "OLLAMA_DEFAULT_TRUSTED_PROXIES)",
+        ["--trusted-proxies", "10.0.0.1/8"],
+        "trusted_proxies: '10.0.0.1/8' is not an IP address or network, such as 10.0.0.0/8 "
+        "(set by --trusted-proxies)",
     ),
     "connect_timeout_s": Example(
         2.5, "connect_timeout_s = 2.5", {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "2.5"}, [],

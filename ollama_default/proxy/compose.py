@@ -42,6 +42,7 @@ def build_app(
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
             max_connections=max_connections,
+            trusted_proxies=settings.trusted_proxies,
         )
     app: WSGIApplication = DefaultModel(
         backend,

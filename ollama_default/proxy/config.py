@@ -52,7 +52,7 @@ from .declaration import (
     setting,
     text,
 )
-from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, without_userinfo
+from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ip_networks, without_userinfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,6 +169,14 @@ def _no_text(found: str) -> object:
 ALIAS_TABLE = Kind("a table", _no_text, alias_mapping, table=True)
 
 
+def _comma_separated(found: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in found.split(",") if part.strip())
+
+
+#: IP addresses and networks: a TOML list, or text with commas between them.
+ADDRESSES = Kind("IP addresses or networks, separated by commas", _comma_separated, ip_networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the proxy needs to know, checked as it is built.
@@ -217,6 +225,20 @@ class Settings:
         text(url_path),
         "a path prefix the proxy is served under, such as ``/llm``.",
         flag=Option("serve under this path prefix, such as /llm", metavar="PATH"),
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        ADDRESSES,
+        "the proxies in front of this one, whose ``X-Forwarded-*``, ``Forwarded`` and "
+        "``X-Real-IP`` headers are believed and passed on: IP addresses or networks, such "
+        'as ``["10.0.0.0/8"]`` (commas between them in the variable and the flag). From '
+        "any other client those headers are dropped, and the proxy sets its own. ``serve`` "
+        "gives gunicorn the same list as its ``forwarded_allow_ips``.",
+        flag=Option(
+            "the proxies in front of this one, whose X-Forwarded-* headers are believed: IP "
+            "addresses or networks, with commas between them",
+            metavar="ADDRESSES",
+        ),
     )
     connect_timeout_s: float = setting(
         CONNECT_TIMEOUT_S, SECONDS, "how long to wait for the upstream to accept a connection."

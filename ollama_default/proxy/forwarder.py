@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from werkzeug.http import is_hop_by_hop_header
 from ..core.checks import positive_seconds
 from ..core.dialects import cut_stream_record
 from ..core.endpoints import dialect_for
-from ..core.errors import RequestError
+from ..core.errors import ConfigError, RequestError
 from ..wsgi import (
     ERROR_KEY,
     REQUEST_ID_KEY,
@@ -43,6 +44,8 @@ from .pool import ConnectionPool
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The most one read takes; a read returns sooner with whatever has arrived.
 READ_BYTES = 64 * 1024
@@ -78,7 +81,14 @@ class Forwarder:
     :param connect_timeout_s: how long to wait for a connection.
     :param read_timeout_s: how long to wait for each next piece of the response.
     :param max_connections: idle keep-alive connections kept to the upstream.
-    :raises ConfigError: for a timeout that is not a positive number of seconds.
+    :param trusted_proxies: IP addresses and networks (``10.0.0.0/8``) of proxies in front
+        of this one. A request from one of them keeps its ``Forwarded``, ``X-Real-IP`` and
+        ``X-Forwarded-*`` headers (its ``X-Forwarded-For`` gets the peer's address added);
+        from anyone else they are dropped, and the upstream gets ours: ``X-Forwarded-For``
+        the peer, ``X-Forwarded-Proto`` the server's scheme, ``X-Forwarded-Host`` the
+        client's ``Host``.
+    :raises ConfigError: for a timeout that is not a positive number of seconds, or a
+        trusted proxy that is not an IP address or network.
     """
 
     def __init__(
@@ -88,9 +98,14 @@ class Forwarder:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        trusted_proxies: Iterable[str] = (),
     ) -> None:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
+        self._trusted = tuple(
+            ipaddress.ip_network(network)
+            for network in ip_networks("trusted_proxies", tuple(trusted_proxies))
+        )
         parts = urlsplit(upstream)
         #: The upstream's URL as it may be shown: without its user and password.
         self.upstream = without_userinfo(upstream).rstrip("/")
@@ -152,10 +167,13 @@ class Forwarder:
         chunked: bool,
     ) -> bytes | None:
         """The request line and headers for the upstream, or None if one would break a line."""
+        trusted = bool(self._trusted) and _is_trusted(environ.get("REMOTE_ADDR", ""), self._trusted)
         headers: dict[str, str] = {}
         for key, value in environ.items():
-            if name := _forwarded_name(key):
-                headers[name] = value
+            if header := _forwarded_header(key):
+                name, forwarding = header
+                if trusted or not forwarding:
+                    headers[name] = value
         if connection := environ.get("HTTP_CONNECTION"):
             for token in connection_tokens(connection):
                 headers.pop(token.title(), None)
@@ -168,9 +186,11 @@ class Forwarder:
         elif method in _BODY_METHODS:
             headers["Content-Length"] = "0"
         client_host = headers.pop("Host", "") or environ.get("SERVER_NAME", "")
+        # Ours, unless a trusted proxy's came (then its chain grows by its address).
         remote = environ.get("REMOTE_ADDR", "")
         forwarded_for = headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
+        if remote:  # a peer on a unix socket has no address to add
+            headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
         headers.setdefault("X-Forwarded-Proto", environ.get("wsgi.url_scheme", "http"))
         headers.setdefault("X-Forwarded-Host", client_host)
         # Bodies must reach the rewriting readable: Ollama itself never compresses, but
@@ -329,8 +349,9 @@ def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _forwarded_name(environ_key: str) -> str | None:
-    """The header an environ key holds, if it is one to forward: ``HTTP_X_NOTE`` -> ``X-Note``.
+def _forwarded_header(environ_key: str) -> tuple[str, bool] | None:
+    """The header an environ key holds, if it is one to forward (``HTTP_X_NOTE`` ->
+    ``X-Note``), and whether it is one a proxy sets, which only a trusted one may.
 
     Cached: a server's environ has the same few dozen keys request after request.
     """
@@ -339,7 +360,47 @@ def _forwarded_name(environ_key: str) -> str | None:
     name = environ_key[5:].replace("_", "-").title()
     if is_hop_by_hop_header(name) or name.lower() in _NOT_FORWARDED:
         return None
-    return name
+    return name, name in _PROXY_HEADERS or name.startswith("X-Forwarded-")
+
+
+# Headers a proxy sets about the client's connection (RFC 7239; the de facto X- ones).
+_PROXY_HEADERS = frozenset({"Forwarded", "X-Real-Ip"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether the peer at ``address`` is in one of ``networks`` (cached: peers repeat)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # no address: a unix socket
+        return False
+    return any(ip in network for network in networks)
+
+
+def ip_networks(key: str, value: object) -> tuple[str, ...]:
+    """Return ``value``, a list of IP addresses and networks (``10.0.0.0/8``), as a tuple.
+
+    Each as ``ipaddress.ip_network`` reads it, strictly, as gunicorn reads its
+    ``forwarded_allow_ips``: ``10.0.0.1/8`` is refused (host bits set), not read as
+    ``10.0.0.0/8``.
+
+    :raises ConfigError: naming ``key`` and the first entry that is not one.
+    """
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"{key} must be a list of IP addresses or networks, such as ['10.0.0.0/8'], "
+            f"not {value!r}",
+            key=key,
+        )
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{key}: {entry!r} is not an IP address or network, such as 10.0.0.0/8",
+                key=key,
+            ) from None
+    return tuple(value)
 
 
 def _request_body(environ: WSGIEnvironment) -> tuple[bytes | Iterator[bytes] | None, bool]:
