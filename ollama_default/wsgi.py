@@ -30,6 +30,9 @@ MODEL_KEY = "ollama_default.model"
 #: unreachable or slow, a stream cut short. For the operator's log: it may name what the
 #: client is not told, such as the upstream's address.
 ERROR_KEY = "ollama_default.error"
+#: True when the client went away before its response ended, and the upstream was left
+#: for it (while waiting for a reply, say).
+CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: The id a client was given with an error it did not cause (the upstream down, slow or
 #: broken), to quote to the operator, whose log line carries it too.
 REQUEST_ID_KEY = "ollama_default.request_id"
@@ -104,4 +107,12 @@ def unsupported_transfer_coding(environ: WSGIEnvironment) -> RequestError | None
 
 def status_line(status: int) -> str:
     """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
-    return f"{status} {HTTPStatus(status).phrase}"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = _OTHER_PHRASES[status]
+    return f"{status} {phrase}"
+
+
+# Statuses no RFC defines, which logs know: nginx's for a client that left first.
+_OTHER_PHRASES = {499: "Client Closed Request"}

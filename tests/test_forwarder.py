@@ -8,10 +8,12 @@ import contextlib
 import io
 import json
 import re
+import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,13 +23,15 @@ from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
 from ollama_default import ConfigError
+from ollama_default.proxy import forwarder as forwarder_module
 from ollama_default.proxy.forwarder import (
     Forwarder,
     _send,
     basic_authorization,
+    has_left,
     without_userinfo,
 )
-from ollama_default.wsgi import ERROR_KEY, REQUEST_ID_KEY
+from ollama_default.wsgi import CLIENT_LEFT_KEY, ERROR_KEY, REQUEST_ID_KEY
 
 TIMEOUT_S = 10.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -594,3 +598,161 @@ def test_an_https_upstream_with_an_untrusted_certificate_is_a_502(
 def test_a_bad_timeout_fails_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Forwarder("http://127.0.0.1:11434", **options)
+
+
+# --------------------------------------------------------------------------------------
+# A client that leaves while the upstream thinks
+
+
+@contextlib.contextmanager
+def thinking_upstream(
+    reply: bytes = b"", answer: bytes = b"", answer_when: threading.Event | None = None
+) -> Iterator[tuple[str, threading.Event]]:
+    """An upstream that reads one request, sends ``reply`` (a head, a part of a body, or
+    nothing) and thinks: it sends ``answer`` once ``answer_when`` is set, if given. Yields
+    its URL and an event set when the proxy ends the connection (not when it times out)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT_S)
+    ended = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(TIMEOUT_S)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += connection.recv(65536) or b"\r\n\r\n"
+                connection.sendall(reply)
+                if answer_when is not None and answer_when.wait(TIMEOUT_S):
+                    connection.sendall(answer)
+                while connection.recv(65536):
+                    pass
+                ended.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", ended
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(TIMEOUT_S)
+
+
+@pytest.fixture
+def quick_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forwarders made in the test look at their clients every 50 ms."""
+    monkeypatch.setattr(forwarder_module, "CLIENT_CHECK_S", 0.05)
+
+
+@pytest.mark.usefixtures("quick_checks")
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (b"", 499),  # before the head: a model loading, a whole reply being generated
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99\r\n\r\n{",
+         200),  # in a body the client would get whole, once rewritten
+    ],
+    ids=["head", "body"],
+)  # fmt: skip
+def test_a_client_gone_while_the_upstream_thinks_ends_the_upstream_connection(
+    reply: bytes, status: int
+) -> None:
+    client, ours = socket.socketpair()
+    client.close()
+    with thinking_upstream(reply) as (url, ended), ours:
+        recording = Recording(Forwarder(url, read_timeout_s=TIMEOUT_S))
+        try:
+            response = Client(recording).post(
+                "/api/chat", data=b"{}", environ_overrides={"gunicorn.socket": ours}, buffered=True
+            )
+        finally:
+            recording.app.close()
+        assert ended.wait(TIMEOUT_S), "the upstream connection is still open"
+    assert response.status_code == status
+    assert recording.environ[CLIENT_LEFT_KEY] is True
+    if status == 499:
+        assert json.loads(response.get_data())["error"] == (
+            "the client closed the connection before the upstream answered"
+        )
+
+
+def test_a_client_that_sent_its_next_request_is_still_there(
+    monkeypatch: pytest.MonkeyPatch, quick_checks: None
+) -> None:
+    looked = threading.Event()
+    has_left = forwarder_module.has_left
+
+    def looking(client: socket.socket) -> bool:
+        left = has_left(client)
+        looked.set()  # the upstream answers once the forwarder has looked
+        return left
+
+    monkeypatch.setattr(forwarder_module, "has_left", looking)
+    client, ours = socket.socketpair()
+    with client, ours, thinking_upstream(answer=OK, answer_when=looked) as (url, _):
+        client.sendall(b"GET /api/version HTTP/1.1\r\n\r\n")  # pipelined after this one
+        forwarder = Forwarder(url, read_timeout_s=TIMEOUT_S)
+        try:
+            response = Client(forwarder).post(
+                "/api/chat", data=b"{}", environ_overrides={"gunicorn.socket": ours}, buffered=True
+            )
+        finally:
+            forwarder.close()
+        assert ours.recv(100, socket.MSG_DONTWAIT).startswith(b"GET /api/version")  # untaken
+    assert looked.is_set()
+    assert (response.status_code, response.get_data()) == (200, b"{}")
+
+
+@pytest.mark.usefixtures("quick_checks")
+def test_the_read_timeout_is_still_the_whole_wait_when_the_client_is_watched() -> None:
+    client, ours = socket.socketpair()
+    with client, ours, thinking_upstream() as (url, _):
+        recording = Recording(Forwarder(url, read_timeout_s=0.3))
+        started = time.monotonic()
+        try:
+            response = Client(recording).post(
+                "/api/chat", data=b"{}", environ_overrides={"gunicorn.socket": ours}, buffered=True
+            )
+        finally:
+            recording.app.close()
+        waited = time.monotonic() - started
+    assert response.status_code == 504
+    assert recording.environ[ERROR_KEY].endswith(" did not answer within 0.3 s")
+    assert 0.3 <= waited < 0.3 + 2  # not one slice, not forever
+    assert ours.gettimeout() is None  # the client's socket as it was
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    return client, ours
+
+
+@pytest.mark.parametrize(
+    ("client_does", "left"),
+    [
+        (lambda client: None, False),
+        (lambda client: client.send(b"GET / HTTP/1.1\r\n\r\n"), False),
+        (lambda client: client.shutdown(socket.SHUT_WR), True),
+        (lambda client: client.close(), True),
+        (lambda client: (client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           b"\x01\x00\x00\x00" * 2), client.close()), True),
+    ],
+    ids=["idle", "pipelined", "half-closed", "closed", "reset"],
+)  # fmt: skip
+def test_a_client_has_left_when_its_end_is_closed(
+    client_does: Callable[[socket.socket], object], left: bool
+) -> None:
+    client, ours = tcp_pair()
+    with client, ours:
+        ours.settimeout(7.0)
+        if client_does(client) is not None or left:
+            # What the client did has arrived once the socket is readable.
+            assert select.select([ours], [], [], TIMEOUT_S)[0]
+        assert has_left(ours) is left
+        assert has_left(ours) is left  # nothing was taken
+        assert ours.gettimeout() == 7.0

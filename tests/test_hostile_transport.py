@@ -130,19 +130,21 @@ class WatchingUpstream:
 
     def _serve(self, connection: socket.socket) -> None:
         connection.settimeout(TIMEOUT_S)
-        exchange: Exchange | None = None
-        with contextlib.suppress(OSError, ValueError), connection.makefile("rb") as reader:
-            for _ in range(100):  # requests on one connection
-                exchange = self._read(reader)
-                if exchange is None or exchange.cut:
-                    break
-                self.behaviour(connection, exchange)
-            if exchange is not None and not exchange.cut:
-                # Wait for the proxy to end the connection (a reset ends it too).
-                while reader.read1(65536):
-                    pass
-        if exchange is not None:
-            exchange.ended.set()
+        last: Exchange | None = None
+        try:
+            with connection.makefile("rb") as reader:
+                for _ in range(100):  # requests on one connection, until it ends
+                    exchange = self._read(reader)
+                    if exchange is None or exchange.cut:
+                        break
+                    last = exchange
+                    self.behaviour(connection, exchange)
+        except TimeoutError:
+            return  # the proxy kept the connection open: ended stays unset
+        except (OSError, ValueError):
+            pass  # reset by the proxy, or closed by close()
+        if last is not None:
+            last.ended.set()
 
     def _read(self, reader: BinaryIO) -> Exchange | None:
         head = b""
@@ -340,6 +342,70 @@ def test_an_upload_the_client_abandons_ends_upstream_at_once_and_is_logged_as_a_
     assert len(received.body) <= LARGE // 2
     line = access_line(proxy, "/api/upload", after=logged)
     assert (line["status"], line["error"]) == (400, message)
+
+
+# --------------------------------------------------------------------------------------
+# Leaving early
+
+
+def sends_part_of_a_body(connection: socket.socket, exchange: Exchange) -> None:
+    """Send a head and the first byte of a JSON body, then think."""
+    connection.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: 99\r\n\r\n{"
+    )
+
+
+CHAT = json.dumps({"model": "llmodel", "messages": [], "stream": False}).encode()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status"),
+    [(stays_silent, 499), (sends_part_of_a_body, 200)],
+    ids=["before-the-head", "in-a-body-held-for-rewriting"],
+)
+def test_a_client_that_leaves_while_ollama_thinks_stops_it(
+    proxy: GunicornProcess,
+    upstream_that: Callable[[Behaviour], WatchingUpstream],
+    behaviour: Behaviour,
+    status: int,
+) -> None:
+    upstream = upstream_that(behaviour)
+    before, logged = len(upstream.exchanges), len(access_lines(proxy))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT_S) as client:
+        client.sendall(
+            b"POST /api/chat HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(CHAT), CHAT)
+        )
+        received = upstream.next_exchange(before)
+    # Gone, as a client that gave up on a slow model: Ollama must see it too.
+    assert received.ended.wait(PROMPT_S), "the upstream connection is still open"
+    assert json.loads(received.body)["model"] == "aya-expanse:8b-q8_0"
+    line = access_line(proxy, "/api/chat", after=logged)
+    assert (line["status"], line["client_left"]) == (status, True)
+    if status == 499:
+        assert line["error"] == "the client closed the connection before the upstream answered"
+
+
+def test_a_client_that_waits_for_a_slow_upstream_gets_its_reply(
+    proxy: GunicornProcess, upstream_that: Callable[[Behaviour], WatchingUpstream]
+) -> None:
+    def thinks_then_answers(connection: socket.socket, exchange: Exchange) -> None:
+        # Not synchronisation: a model that takes longer than the proxy takes between two
+        # looks at its client (CLIENT_CHECK_S, 1 s), so the client is looked at.
+        time.sleep(1.5)
+        connection.sendall(OK)
+
+    upstream_that(thinks_then_answers)
+    logged = len(access_lines(proxy))
+    request = b"GET /api/tags HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+
+    status, _, body = exchange(proxy, request)
+
+    assert (status, body) == (200, b"{}")
+    line = access_line(proxy, "/api/tags", after=logged)
+    assert "client_left" not in line
+    assert line["duration_ms"] >= 1500
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.response_body import STREAM_MEDIA_TYPES
-from ..wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY, REQUEST_ID_KEY
+from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, MODEL_KEY, REQUEST_ID_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -107,7 +107,7 @@ class _Entry:
         }
         if self.first_byte_at is not None and self._is_stream():
             fields["ttfb_ms"] = round((self.first_byte_at - self.started_at) * 1000, 1)
-        if not ended and error is None:
+        if environ.get(CLIENT_LEFT_KEY) or (not ended and error is None):
             fields["client_left"] = True
         if error is not None:
             fields["error"] = error

@@ -7,8 +7,9 @@ where ``http.client`` parses headers with the ``email`` package and a chunked bo
 chunk per call, and urllib3 and ``requests`` add their own layers on top
 (``benchmarks/proxy.py``). The connect timeout is short, the read timeout long (the first
 byte may wait for a large model to load). Each read hands on everything that has arrived,
-never waiting to fill a fixed block; when the client goes away, the upstream connection is
-closed at once, so Ollama stops generating.
+never waiting to fill a fixed block. When the client goes away, the upstream connection is
+closed, so Ollama stops generating: at once mid-stream, and within :data:`CLIENT_CHECK_S`
+while the request waits for a reply (under gunicorn, which shows the client's socket).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
@@ -31,6 +34,7 @@ from ..core.dialects import cut_stream_record
 from ..core.endpoints import dialect_for
 from ..core.errors import ConfigError, RequestError
 from ..wsgi import (
+    CLIENT_LEFT_KEY,
     ERROR_KEY,
     REQUEST_ID_KEY,
     content_length,
@@ -58,6 +62,12 @@ READ_TIMEOUT_S = 600.0
 #: Idle keep-alive connections kept to the upstream: what ``ollama-default serve``'s
 #: worker serves at once (its default ``worker_connections`` is this).
 DEFAULT_MAX_CONNECTIONS = 1000
+#: How often a request waiting for the upstream looks whether its client is still there
+#: (when the server shows the client's socket, as gunicorn does): at most this long after
+#: a client leaves, the upstream connection closes and Ollama stops.
+CLIENT_CHECK_S = 1.0
+#: The environ key under which gunicorn puts the client's socket.
+CLIENT_SOCKET_KEY = "gunicorn.socket"
 # RFC 3986 section 3.3: characters a path segment may hold unencoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
@@ -113,6 +123,7 @@ class Forwarder:
         self._host = parts.netloc.rpartition("@")[2]
         self._authorization = basic_authorization(upstream)
         self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._check_s = min(CLIENT_CHECK_S, read_timeout_s)
         self._pool = ConnectionPool(
             parts.scheme, parts.hostname or "", parts.port, connect_timeout_s, read_timeout_s,
             max_idle=max_connections,
@@ -141,14 +152,26 @@ class Forwarder:
         except OSError as error:
             return self._failure(error, connecting=True).respond(environ, start_response)
         response = ResponseReader(method)
+        client = _watchable(environ.get(CLIENT_SOCKET_KEY))
+        read_timeout_s = self._timeouts[1]
         try:
             _send(sock, head, body, chunked)
-            _read_head(sock, response)
+            if client is not None:
+                # Waits come in slices; between two, a look at the client. The pool hands
+                # the socket out again with the read timeout.
+                sock.settimeout(self._check_s)
+            _read_head(sock, response, client, read_timeout_s)
         except _BodyCutShort as cut:
             # The upstream has a head and part of a body, and would wait for the rest
             # (up to its own timeout) holding a slot: the connection ends here.
             sock.close()
             return respond_error(environ, start_response, cut.error)
+        except _ClientLeft:
+            # As when a client of Ollama's own hangs up: Go cancels the request's context,
+            # and the model stops loading or generating for nobody.
+            sock.close()
+            environ[CLIENT_LEFT_KEY] = True
+            return respond_error(environ, start_response, _CLIENT_LEFT)
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             return self._failure(error).respond(environ, start_response)
@@ -156,7 +179,9 @@ class Forwarder:
         if response.complete:  # the whole reply came with its head: a chat, say
             self._pool.release(sock, response.reusable())
             return response.pieces
-        return _UpstreamBody(sock, response, self._pool, self._failure, environ)
+        return _UpstreamBody(
+            sock, response, self._pool, self._failure, environ, client, read_timeout_s
+        )
 
     def _request_head(
         self,
@@ -319,14 +344,93 @@ def _send(
         sock.sendall(b"0\r\n\r\n")
 
 
-def _read_head(sock: socket.socket, response: ResponseReader) -> None:
-    """Read until the head is complete; what came of the body stays in ``pieces``."""
+def _read_head(
+    sock: socket.socket,
+    response: ResponseReader,
+    client: socket.socket | None,
+    read_timeout_s: float,
+) -> None:
+    """Read until the head is complete; what came of the body stays in ``pieces``.
+
+    :raises _ClientLeft: when ``client`` (its socket, if watched) goes away first.
+    """
     while not response.head_complete:
-        data = sock.recv(READ_BYTES)
+        data = _recv(sock, client, read_timeout_s)
         if data:
             response.feed(data)
         else:
             response.feed_eof()
+
+
+class _ClientLeft(Exception):
+    """The client went away while its request waited for the upstream."""
+
+
+_CLIENT_LEFT = RequestError(499, "the client closed the connection before the upstream answered")
+
+
+def _recv(sock: socket.socket, client: socket.socket | None, read_timeout_s: float) -> bytes:
+    """Return what the upstream sends next, waiting up to ``read_timeout_s`` in all.
+
+    Watching ``client`` (its socket), the socket's timeout is a slice of that wait: each
+    time one passes in silence, the client is looked at. The common reply arrives within
+    the first slice, at no cost but this function's call.
+
+    :raises _ClientLeft: when the client has gone.
+    :raises TimeoutError: after ``read_timeout_s`` of silence.
+    """
+    try:
+        return sock.recv(READ_BYTES)
+    except TimeoutError:
+        if client is None:
+            raise
+    slice_s = sock.gettimeout() or read_timeout_s
+    waited_until = time.monotonic() + read_timeout_s - slice_s
+    try:
+        while True:
+            if has_left(client):
+                raise _ClientLeft
+            remaining = waited_until - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(min(slice_s, remaining))
+            try:
+                return sock.recv(READ_BYTES)
+            except TimeoutError:
+                continue
+    finally:
+        sock.settimeout(slice_s)
+
+
+def _watchable(client: Any) -> socket.socket | None:
+    """The client's socket, if it is one to look at while a request waits; else None.
+
+    Not over TLS: a TLS socket cannot be peeked at (and gunicorn's HTTP/2 shares one among
+    requests).
+    """
+    if client is None or isinstance(client, ssl.SSLSocket):
+        return None
+    return client  # type: ignore[no-any-return]
+
+
+def has_left(client: socket.socket) -> bool:
+    """Whether the client has closed its end of the connection (or reset it).
+
+    A look without waiting and without taking anything: bytes waiting to be read (the
+    client's next request, pipelined) mean it is still there. A client that only stopped
+    sending (``shutdown(SHUT_WR)``) counts as gone, as Go's ``net/http`` counts it when it
+    cancels a request whose connection reads EOF.
+    """
+    timeout = client.gettimeout()
+    client.settimeout(0)
+    try:
+        return client.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # nothing to read: still there
+    except OSError:
+        return True  # reset
+    finally:
+        client.settimeout(timeout)
 
 
 def _upstream_path(environ: WSGIEnvironment, path: str) -> str:
@@ -483,12 +587,16 @@ class _UpstreamBody:
         pool: ConnectionPool,
         failure: Callable[..., UpstreamFailure],
         environ: WSGIEnvironment,
+        client: socket.socket | None,
+        read_timeout_s: float,
     ) -> None:
         self._environ = environ
         self._sock = sock
         self._response = response
         self._pool = pool
         self._failure = failure
+        self._client = client
+        self._read_timeout_s = read_timeout_s
 
     def __iter__(self) -> Iterator[bytes]:
         response = self._response
@@ -503,11 +611,15 @@ class _UpstreamBody:
                 if response.complete:
                     return
                 # Everything that has arrived, never waiting to fill a block.
-                data = sock.recv(READ_BYTES)
+                data = _recv(sock, self._client, self._read_timeout_s)
                 if data:
                     response.feed(data)
                 else:
                     response.feed_eof()
+        except _ClientLeft:
+            # Noticed while the upstream was silent: a relayed stream's client is seen
+            # to go when a write to it fails, but a reply held whole for rewriting is not.
+            self._environ[CLIENT_LEFT_KEY] = True
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
             failure = self._failure(error, answering=True)
             self._environ[ERROR_KEY] = f"{failure.detail} (the stream was cut short)"
