@@ -416,6 +416,11 @@ def test_a_clients_forwarding_headers_are_believed_only_from_a_trusted_proxy(
         assert sent == {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "proxy.example"}
 
 
+def test_trusted_proxies_given_as_one_string_fail_at_construction() -> None:
+    with pytest.raises(ConfigError, match=r"^trusted_proxies must be a list of IP addresses"):
+        Forwarder("http://127.0.0.1:11434", trusted_proxies="127.0.0.1")
+
+
 @pytest.mark.parametrize("entry", ["*", "10.0.0.1/8", "localhost", ""])
 def test_a_trusted_proxy_that_is_not_an_address_or_network_fails_at_construction(
     entry: str,

@@ -112,9 +112,15 @@ class Forwarder:
     ) -> None:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
-        self._trusted = tuple(
-            ipaddress.ip_network(network)
-            for network in ip_networks("trusted_proxies", tuple(trusted_proxies))
+        given = trusted_proxies if isinstance(trusted_proxies, str) else tuple(trusted_proxies)
+        trusted = ip_networks("trusted_proxies", given)  # one string is refused, not split
+        networks = [ipaddress.ip_network(network) for network in trusted]
+        # None when nobody is: the common case asks nothing per request. Cached by the
+        # peer's address (peers repeat; a network's hash is Python code).
+        self._is_trusted = (
+            functools.lru_cache(maxsize=1024)(functools.partial(_is_in, networks=networks))
+            if networks
+            else None
         )
         parts = urlsplit(upstream)
         #: The upstream's URL as it may be shown: without its user and password.
@@ -192,7 +198,8 @@ class Forwarder:
         chunked: bool,
     ) -> bytes | None:
         """The request line and headers for the upstream, or None if one would break a line."""
-        trusted = bool(self._trusted) and _is_trusted(environ.get("REMOTE_ADDR", ""), self._trusted)
+        is_trusted = self._is_trusted
+        trusted = is_trusted is not None and is_trusted(environ.get("REMOTE_ADDR", ""))
         headers: dict[str, str] = {}
         for key, value in environ.items():
             if header := _forwarded_header(key):
@@ -471,9 +478,8 @@ def _forwarded_header(environ_key: str) -> tuple[str, bool] | None:
 _PROXY_HEADERS = frozenset({"Forwarded", "X-Real-Ip"})
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """Whether the peer at ``address`` is in one of ``networks`` (cached: peers repeat)."""
+def _is_in(address: str, networks: list[IPNetwork]) -> bool:
+    """Whether the peer at ``address`` is in one of ``networks``."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:  # no address: a unix socket
