@@ -30,8 +30,8 @@ MODEL_KEY = "ollama_default.model"
 #: unreachable or slow, a stream cut short. For the operator's log: it may name what the
 #: client is not told, such as the upstream's address.
 ERROR_KEY = "ollama_default.error"
-#: True when the client went away before its response ended, and the upstream was left
-#: for it (while waiting for a reply, say).
+#: True when the client went away while its request waited for the upstream, whose
+#: connection was closed for it (so that Ollama stopped).
 CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: The id a client was given with an error it did not cause (the upstream down, slow or
 #: broken), to quote to the operator, whose log line carries it too.

@@ -34,8 +34,7 @@ class AccessLog:
     refused, an unreachable or slow upstream and a stream cut short are logged at WARNING
     with their reason (in full, where the client is told less: an upstream's address is
     for the operator only, and the client gets the line's ``request_id`` to quote);
-    everything else at INFO. A client that leaves before the end of its
-    response is noted.
+    everything else at INFO. A client that leaves before the end of its response is noted.
 
     >>> app = DefaultModel(app, alias="llmodel", target="qwen3:4b")  # doctest: +SKIP
     >>> app = AccessLog(app)  # doctest: +SKIP

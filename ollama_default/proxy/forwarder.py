@@ -392,12 +392,12 @@ def _recv(sock: socket.socket, client: socket.socket | None, read_timeout_s: flo
         if client is None:
             raise
     slice_s = sock.gettimeout() or read_timeout_s
-    waited_until = time.monotonic() + read_timeout_s - slice_s
+    deadline = time.monotonic() + read_timeout_s - slice_s  # one slice has passed
     try:
         while True:
             if has_left(client):
                 raise _ClientLeft
-            remaining = waited_until - time.monotonic()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             sock.settimeout(min(slice_s, remaining))
