@@ -10,6 +10,7 @@ proxies log JSON lines, so a test reads the access line of its request as fields
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import socket
 import sys
@@ -413,6 +414,7 @@ def test_a_client_that_waits_for_a_slow_upstream_gets_its_reply(
 
 
 CHUNKED_BODY = b'e\r\n{"model":"m1"}\r\n0\r\n\r\n'
+GUNICORN_27 = int(importlib.metadata.version("gunicorn").split(".")[0]) >= 27
 
 
 #: Transfer-Encoding values, and the status they get from gunicorn itself (in HTML) or,
@@ -426,7 +428,9 @@ CODINGS = [
     pytest.param("identity, chunked", 501, "proxy", id="identity"),
     pytest.param("x-custom, chunked", 501, "gunicorn", id="unknown"),
     pytest.param("chunked, gzip", 400, "gunicorn", id="chunked-first"),
-    pytest.param("gzip", 400, "gunicorn", id="gzip-alone"),
+    # gunicorn 27 refuses a coding that does not end with chunked (RFC 9112 section 6.3);
+    # older ones read such a body to the close, and the proxy refuses it.
+    pytest.param("gzip", *((400, "gunicorn") if GUNICORN_27 else (501, "proxy")), id="gzip-alone"),
     pytest.param("chunked, chunked", 400, "gunicorn", id="chunked-twice"),
 ]
 
