@@ -27,8 +27,15 @@ ALIAS_KEY = "ollama_default.alias"
 #: client named itself.
 MODEL_KEY = "ollama_default.model"
 #: Why the request did not get the upstream's own answer: refused input, the upstream
-#: unreachable or slow, a stream cut short.
+#: unreachable or slow, a stream cut short. For the operator's log: it may name what the
+#: client is not told, such as the upstream's address.
 ERROR_KEY = "ollama_default.error"
+#: True when the client went away while its request waited for the upstream, whose
+#: connection was closed for it (so that Ollama stopped).
+CLIENT_LEFT_KEY = "ollama_default.client_left"
+#: The id a client was given with an error it did not cause (the upstream down, slow or
+#: broken), to quote to the operator, whose log line carries it too.
+REQUEST_ID_KEY = "ollama_default.request_id"
 
 #: The response header naming the real model that answered a request for an alias.
 TARGET_HEADER = "X-Ollama-Default-Target"
@@ -39,13 +46,18 @@ def respond_error(
     start_response: StartResponse,
     error: RequestError,
     dialect: Dialect | None = None,
+    *,
+    detail: str | None = None,
 ) -> list[bytes]:
     """Answer ``error`` in the dialect of the request's endpoint (or ``dialect``).
 
     The one place a JSON error response is made; it leaves the message in ``environ``
     under :data:`ERROR_KEY` for the access log.
+
+    :param detail: what the log says in place of the client's message, when the client
+        is not to be told all of it (the upstream's address, say).
     """
-    environ[ERROR_KEY] = error.message
+    environ[ERROR_KEY] = error.message if detail is None else detail
     if dialect is None:
         dialect = dialect_for(environ.get("PATH_INFO", ""))
     body = error_body(dialect, error.status, error.message)
@@ -72,6 +84,35 @@ def short_body() -> RequestError:
     return RequestError(400, "request body ended before its Content-Length")
 
 
+def cut_chunked_body() -> RequestError:
+    """The error for a chunked body that ended before its last chunk, or broke its framing."""
+    return RequestError(400, "request body was cut short or its chunked framing is invalid")
+
+
+def unsupported_transfer_coding(environ: WSGIEnvironment) -> RequestError | None:
+    """The error for a request body in a transfer coding other than ``chunked`` alone, or
+    None.
+
+    gunicorn reads ``gzip, chunked`` (RFC 9112 section 7: codings stack, chunked last) by
+    undoing the chunking only; the body comes out still compressed, and nothing says so
+    once the header is gone. Go's ``net/http`` accepts exactly one coding, ``chunked``,
+    and answers 501 to anything else, as RFC 9112 section 6.1 asks of a server that does
+    not understand a coding; so do we.
+    """
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    if coding is None or coding.strip().lower() == "chunked":
+        return None
+    return RequestError(501, "unsupported transfer encoding: only chunked is accepted")
+
+
 def status_line(status: int) -> str:
     """Return a WSGI status line such as ``"413 Request Entity Too Large"``."""
-    return f"{status} {HTTPStatus(status).phrase}"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = _OTHER_PHRASES[status]
+    return f"{status} {phrase}"
+
+
+# Statuses no RFC defines, which logs know: nginx's for a client that left first.
+_OTHER_PHRASES = {499: "Client Closed Request"}
