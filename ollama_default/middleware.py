@@ -21,7 +21,8 @@ from .core.checks import positive_bytes
 from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
-from .core.request_body import Decision, decide_json, decide_multipart, decide_name
+from .core.multipart import decide_multipart, decide_query
+from .core.request_body import Decision, decide_json, decide_name
 from .core.response_body import NameRestorer
 from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
@@ -117,6 +118,14 @@ class DefaultModel:
     def _decide(self, environ: WSGIEnvironment, endpoint: Endpoint) -> Decision:
         if endpoint.path_model:
             return _decide_path(environ, endpoint, self.aliases)
+        if endpoint.body is Body.MULTIPART:
+            # Go's FormValue reads the query before the form: a model there decides,
+            # and the body is not read at all.
+            decided = decide_query(environ.get("QUERY_STRING", ""), endpoint, self.aliases)
+            if decided is not None:
+                if decided.query is not None:
+                    _set_query(environ, decided.query)
+                return decided.decision
         body = self._read_body(environ)
         if body is None:
             return Decision(None, ())
@@ -179,6 +188,16 @@ def _set_body(environ: WSGIEnvironment, body: bytes) -> None:
     environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input_terminated"] = True
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _set_query(environ: WSGIEnvironment, query: str) -> None:
+    environ["QUERY_STRING"] = query
+    # The server's raw request target keeps its path, which the forwarder sends as the
+    # client encoded it, with the new query.
+    for key in ("RAW_URI", "REQUEST_URI"):
+        raw = environ.get(key)
+        if raw:
+            environ[key] = raw.split("?", 1)[0] + "?" + query
 
 
 def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, aliases: AliasTable) -> Decision:
