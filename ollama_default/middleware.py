@@ -18,6 +18,7 @@ from werkzeug.wsgi import get_input_stream
 
 from .core.aliases import AliasTable
 from .core.checks import positive_bytes
+from .core.codings import check_content_encoding
 from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
@@ -126,12 +127,13 @@ class DefaultModel:
                 if decided.query is not None:
                     _set_query(environ, decided.query)
                 return decided.decision
+        # Refused before a byte is read: a body Ollama would decode first.
+        check_content_encoding(endpoint, environ.get("HTTP_CONTENT_ENCODING"))
         body = self._read_body(environ)
         if body is None:
             return Decision(None, ())
-        if environ.get("HTTP_CONTENT_ENCODING", "identity").lower() != "identity":
-            decision = Decision(None, ())  # compressed: passed on as it came (see docs)
-        elif endpoint.body is Body.MULTIPART:
+        # Any other Content-Encoding: Ollama reads the raw bytes, and so do we.
+        if endpoint.body is Body.MULTIPART:
             content_type = environ.get("CONTENT_TYPE", "")
             decision = decide_multipart(body, content_type, endpoint, self.aliases)
         else:
