@@ -222,6 +222,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
         "max_body_bytes": "default",
+        "max_buffered_bytes": "default",
         "max_record_bytes": "default",
         "access_log": "--no-access-log",
         "log_level": "OLLAMA_DEFAULT_LOG_LEVEL",
@@ -335,8 +336,8 @@ def test_a_misspelt_variable_gets_did_you_mean(variable: str, message: str) -> N
 
 def test_every_variable_of_the_settings_is_known() -> None:
     values = {"connect_timeout_s": "2", "read_timeout_s": "3", "max_body_bytes": "4",
-              "max_record_bytes": "5", "access_log": "0", "log_level": "error",
-              "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
+              "max_buffered_bytes": "8", "max_record_bytes": "5", "access_log": "0",
+              "log_level": "error", "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
               "default": "llmodel", "prefix": "/p"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
@@ -435,6 +436,15 @@ EXAMPLES = {
         "max_body_bytes must be a positive number of bytes, not True (set by {file})",
         {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1e3"},
         "OLLAMA_DEFAULT_MAX_BODY_BYTES='1e3' is not a number",
+    ),
+    "max_buffered_bytes": Example(
+        2**30, "max_buffered_bytes = 1073741824",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "1073741824"}, [],
+        "max_buffered_bytes = 1000",
+        "max_buffered_bytes (1000) must be at least max_body_bytes (67108864) (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "-1"},
+        "max_buffered_bytes must be a positive number of bytes, not -1 (set by "
+        "OLLAMA_DEFAULT_MAX_BUFFERED_BYTES)",
     ),
     "max_record_bytes": Example(
         2000, "max_record_bytes = 2000", {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "2000"}, [],

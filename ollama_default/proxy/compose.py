@@ -47,6 +47,7 @@ def build_app(
         backend,
         mapping=settings.alias_table,  # built once, with the settings
         max_body_bytes=settings.max_body_bytes,
+        max_buffered_bytes=settings.max_buffered_bytes,
         max_record_bytes=settings.max_record_bytes,
     )
     if settings.prefix:
