@@ -42,6 +42,7 @@ from ollama_default.proxy.declaration import (
     value_at,
 )
 from ollama_default.proxy.forwarder import Forwarder
+from ollama_default.proxy.reading import ReadGuard
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -221,6 +222,8 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "prefix": f"config file {path!r}",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
+        "head_timeout_s": "default",
+        "body_timeout_s": "default",
         "max_body_bytes": "default",
         "max_buffered_bytes": "default",
         "max_record_bytes": "default",
@@ -335,7 +338,8 @@ def test_a_misspelt_variable_gets_did_you_mean(variable: str, message: str) -> N
 
 
 def test_every_variable_of_the_settings_is_known() -> None:
-    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "max_body_bytes": "4",
+    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "head_timeout_s": "6",
+              "body_timeout_s": "7", "max_body_bytes": "4",
               "max_buffered_bytes": "8", "max_record_bytes": "5", "access_log": "0",
               "log_level": "error", "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
               "default": "llmodel", "prefix": "/p"}  # fmt: skip
@@ -429,6 +433,21 @@ EXAMPLES = {
         {"OLLAMA_DEFAULT_READ_TIMEOUT_S": "-1"},
         "read_timeout_s must be a positive number of seconds, not -1.0 (set by "
         "OLLAMA_DEFAULT_READ_TIMEOUT_S)",
+    ),
+    "head_timeout_s": Example(
+        5, "head_timeout_s = 5", {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "5"}, [],
+        "head_timeout_s = -5",
+        "head_timeout_s must be a positive number of seconds, not -5 (set by {file})",
+        {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "10s"},
+        "OLLAMA_DEFAULT_HEAD_TIMEOUT_S='10s' is not a number",
+    ),
+    "body_timeout_s": Example(
+        300.5, "body_timeout_s = 300.5", {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "300.5"}, [],
+        'body_timeout_s = "300"',
+        "body_timeout_s must be a positive number of seconds, not '300' (set by {file})",
+        {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "nan"},
+        "body_timeout_s must be a finite number of seconds, not nan (set by "
+        "OLLAMA_DEFAULT_BODY_TIMEOUT_S)",
     ),
     "max_body_bytes": Example(
         1000, "max_body_bytes = 1000", {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1000"}, [],
@@ -624,7 +643,9 @@ def test_the_alias_table_is_built_once_for_settings_and_app(
     monkeypatch.setattr(AliasTable, "__init__", counted)
     path = write(tmp_path, 'default = "llmodel"\n[aliases]\nllmodel = "qwen3:4b"\nembed = "e"\n')
     settings = load_settings({"OLLAMA_DEFAULT_CONFIG": path, "OLLAMA_DEFAULT_ACCESS_LOG": "0"})
-    app = build_app(settings, backend=ollama)
+    guard = build_app(settings, backend=ollama)
+    assert isinstance(guard, ReadGuard)  # the body deadlines, around the middleware
+    app = guard.app
     assert settings.alias_table is settings.alias_table
     assert isinstance(app, DefaultModel)
     assert built == [settings.alias_table] == [app.aliases]

@@ -54,6 +54,7 @@ from .declaration import (
     text,
 )
 from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+from .reading import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,6 +220,19 @@ class Settings:
         SECONDS,
         "how long to wait for the upstream's next bytes; long, because the first byte can "
         "wait for a large model to load.",
+    )
+    head_timeout_s: float = setting(
+        HEAD_TIMEOUT_S,
+        SECONDS,
+        "how long a request head may take from its first byte (``ollama-default serve``'s "
+        "worker; the wait for that first byte is gunicorn's ``keepalive``); then 408.",
+    )
+    body_timeout_s: float = setting(
+        BODY_TIMEOUT_S,
+        SECONDS,
+        "how long a request body may take, all of it: 408 after that. A body larger than "
+        "``max_body_bytes`` (a blob upload, streamed through) gets as long again for each "
+        "``max_body_bytes`` it holds (:ref:`limits`).",
     )
     max_body_bytes: int = setting(
         MAX_BODY_BYTES,
