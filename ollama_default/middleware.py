@@ -3,7 +3,9 @@
 A thin shell over the pure rules: look the endpoint up, read and decide the request,
 hand it to the wrapped app, and pass the response through the framing and the record
 rewriting. All per-request state lives in an :class:`_Exchange` made in ``__call__``;
-the middleware itself is immutable after ``__init__``, so server threads share it.
+the middleware itself is immutable after ``__init__``, so server threads share it, but for
+the count of request-body bytes its requests hold (a :class:`~ollama_default.wsgi.BufferBudget`,
+kept under a lock).
 """
 
 from __future__ import annotations

@@ -115,11 +115,15 @@ class ReadGuard:
         except BodyReadError:
             if started or body.failure is None:
                 raise
+            # The failure's frames (its own, and its context's) hold the app's, the
+            # forwarder's upstream socket among them: let them go now, not with the environ.
+            body.failure.__traceback__ = body.failure.__context__ = None
             return respond_error(environ, start_response, body.failure)
         if body.failure is not None and not started:
             close = getattr(app_iter, "close", None)
             if close is not None:
                 close()
+            body.failure.__traceback__ = body.failure.__context__ = None
             return respond_error(environ, start_response, body.failure)
         return app_iter
 
@@ -206,9 +210,12 @@ class GuardedInput:
 
 
 def _unreadable(error: Exception) -> BodyReadError:
-    if isinstance(error, OSError):
+    # gunicorn says what was wrong with a body it cannot frame ("Invalid chunk size:
+    # b'zz'"), in exceptions that were OSErrors before gunicorn 27; its NoMoreData, and
+    # any other OSError, is a client gone.
+    from_gunicorn = type(error).__module__.startswith("gunicorn.")
+    if type(error).__name__ == "NoMoreData" or (isinstance(error, OSError) and not from_gunicorn):
         return BodyReadError(400, "the request body was cut short: the client went away")
-    # gunicorn's ParseException subclasses say what was wrong: "Invalid chunk size: b'zz'".
     return BodyReadError(400, f"invalid request body: {error}")
 
 
