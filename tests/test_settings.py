@@ -236,7 +236,10 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "trusted_proxies": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
+        "head_timeout_s": "default",
+        "body_timeout_s": "default",
         "max_body_bytes": "default",
+        "max_buffered_bytes": "default",
         "max_record_bytes": "default",
         "access_log": "--no-access-log",
         "log_level": "OLLAMA_DEFAULT_LOG_LEVEL",
@@ -349,7 +352,8 @@ def test_a_misspelt_variable_gets_did_you_mean(variable: str, message: str) -> N
 
 
 def test_every_variable_of_the_settings_is_known() -> None:
-    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "max_body_bytes": "4",
+    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "head_timeout_s": "6",
+              "body_timeout_s": "7", "max_body_bytes": "4", "max_buffered_bytes": "8",
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
               "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8"}  # fmt: skip
@@ -458,12 +462,36 @@ EXAMPLES = {
         "read_timeout_s must be a positive number of seconds, not -1.0 (set by "
         "OLLAMA_DEFAULT_READ_TIMEOUT_S)",
     ),
+    "head_timeout_s": Example(
+        5, "head_timeout_s = 5", {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "5"}, [],
+        "head_timeout_s = -5",
+        "head_timeout_s must be a positive number of seconds, not -5 (set by {file})",
+        {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "10s"},
+        "OLLAMA_DEFAULT_HEAD_TIMEOUT_S='10s' is not a number",
+    ),
+    "body_timeout_s": Example(
+        300.5, "body_timeout_s = 300.5", {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "300.5"}, [],
+        'body_timeout_s = "300"',
+        "body_timeout_s must be a positive number of seconds, not '300' (set by {file})",
+        {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "nan"},
+        "body_timeout_s must be a finite number of seconds, not nan (set by "
+        "OLLAMA_DEFAULT_BODY_TIMEOUT_S)",
+    ),
     "max_body_bytes": Example(
         1000, "max_body_bytes = 1000", {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1000"}, [],
         "max_body_bytes = true",
         "max_body_bytes must be a positive number of bytes, not True (set by {file})",
         {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1e3"},
         "OLLAMA_DEFAULT_MAX_BODY_BYTES='1e3' is not a number",
+    ),
+    "max_buffered_bytes": Example(
+        2**30, "max_buffered_bytes = 1073741824",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "1073741824"}, [],
+        "max_buffered_bytes = 1000",
+        "max_buffered_bytes (1000) must be at least max_body_bytes (67108864) (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "-1"},
+        "max_buffered_bytes must be a positive number of bytes, not -1 (set by "
+        "OLLAMA_DEFAULT_MAX_BUFFERED_BYTES)",
     ),
     "max_record_bytes": Example(
         2000, "max_record_bytes = 2000", {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "2000"}, [],

@@ -322,6 +322,9 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         (``--check-config``, ``--daemon``, ``--pythonpath``) works as under ``gunicorn``.
         """
 
+        #: What serve's worker reads itself (the head deadline, the prefix).
+        proxy_settings = settings
+
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)

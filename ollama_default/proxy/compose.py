@@ -1,5 +1,5 @@
 """The proxy's WSGI app, composed from settings: access log, prefix mount, transfer coding
-check, DefaultModel, backend. Composition only: each piece does its own job.
+check, body deadlines, DefaultModel, backend. Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -20,6 +20,7 @@ from ..wsgi import respond_error, unsupported_transfer_coding
 from .config import Settings, load_settings
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .logs import configure_logging
+from .reading import ReadGuard
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -48,10 +49,15 @@ def build_app(
         backend,
         mapping=settings.alias_table,  # built once, with the settings
         max_body_bytes=settings.max_body_bytes,
+        max_buffered_bytes=settings.max_buffered_bytes,
         max_record_bytes=settings.max_record_bytes,
     )
     # Before anything reads a body: DefaultModel reads those of the routes it rewrites.
     app = TransferCodingCheck(app)
+    # Every body read behind it, by DefaultModel or the forwarder, has a deadline.
+    app = ReadGuard(
+        app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
+    )
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
         app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})

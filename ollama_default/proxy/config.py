@@ -26,10 +26,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..core.aliases import AliasTable
+from ..core.checks import at_least
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
 from ..demo import DEMO_MODELS
-from ..middleware import MAX_BODY_BYTES
+from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
 from .declaration import (
     BYTES,
     DEFAULT_SOURCE,
@@ -53,6 +54,7 @@ from .declaration import (
     text,
 )
 from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ip_networks, without_userinfo
+from .reading import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -249,7 +251,32 @@ class Settings:
         "how long to wait for the upstream's next bytes; long, because the first byte can "
         "wait for a large model to load.",
     )
-    max_body_bytes: int = setting(MAX_BODY_BYTES, BYTES, "larger request bodies get 413.")
+    head_timeout_s: float = setting(
+        HEAD_TIMEOUT_S,
+        SECONDS,
+        "how long a request head may take from its first byte (``ollama-default serve``'s "
+        "worker; the wait for that first byte is gunicorn's ``keepalive``); then 408.",
+    )
+    body_timeout_s: float = setting(
+        BODY_TIMEOUT_S,
+        SECONDS,
+        "how long a request body may take, all of it: 408 after that. A body larger than "
+        "``max_body_bytes`` (a blob upload, streamed through) gets as long again for each "
+        "``max_body_bytes`` it holds (:ref:`limits`).",
+    )
+    max_body_bytes: int = setting(
+        MAX_BODY_BYTES,
+        BYTES,
+        "larger request bodies get 413, before they are read when their length says so; "
+        "64 MiB, above what the hosted APIs take (Anthropic 32 MB a request, OpenAI 50 MB "
+        "of images), so a chat with a dozen photos fits (:ref:`limits`).",
+    )
+    max_buffered_bytes: int = setting(
+        MAX_BUFFERED_BYTES,
+        BYTES,
+        "the request-body bytes a worker holds at once; a body that would pass it gets 503 "
+        "with ``Retry-After`` before it is read. At least ``max_body_bytes``.",
+    )
     max_record_bytes: int = setting(
         MAX_RECORD_BYTES, BYTES, "longer stream records are relayed without rewriting."
     )
@@ -285,6 +312,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        at_least("max_buffered_bytes", self.max_buffered_bytes, "max_body_bytes",
+                 self.max_body_bytes)  # fmt: skip
         # Its ConfigError's key says whether the aliases or the default are at fault.
         object.__setattr__(self, "alias_table", AliasTable(self.aliases, self.default))
 
