@@ -768,7 +768,7 @@ def test_an_unreachable_upstream_is_a_502_in_ollamas_shape_naming_it_only_in_the
     assert raised.value.error.startswith("upstream unreachable (request id ")
     assert upstream not in raised.value.error
     request_id = raised.value.error.rsplit(" ", 1)[1].rstrip(")")
-    [line] = [line for line in unreachable_proxy.stderr().splitlines() if request_id in line]
+    line = unreachable_proxy.log_line(request_id)
     assert f'error="upstream {upstream} is unreachable: connection refused"' in line
 
 
