@@ -29,6 +29,7 @@ from .core.response_body import NameRestorer
 from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
+    ERROR_KEY,
     MODEL_KEY,
     TARGET_HEADER,
     BufferBudget,
@@ -295,6 +296,7 @@ class _Exchange:
         targets: str,
     ) -> None:
         self._targets = targets
+        self._environ = environ
         self._start_response = start_response
         self._restorer = restorer
         self._max_record_bytes = max_record_bytes
@@ -335,12 +337,23 @@ class _Exchange:
             self._send_headers()(output)
 
     def __iter__(self) -> Iterator[bytes]:
-        for data in self._app_iter:
-            output = self._plan.feed(data)
-            if output:
-                self._send_headers()
-                yield output
-        output = self._plan.finish()
+        try:
+            for data in self._app_iter:
+                output = self._plan.feed(data)
+                if output:
+                    self._send_headers()
+                    yield output
+            output = self._plan.finish()
+        except RequestError as error:
+            # The app failed mid-body (an upstream cut a reply short). With the head still
+            # held, a document being rewritten, the client gets the error, not a part of
+            # the reply passed off as all of it; once the head has gone, the server closes
+            # the connection unfinished.
+            if self._write is not None:
+                raise
+            detail = self._environ.get(ERROR_KEY)
+            yield from respond_error(self._environ, self._start_response, error, detail=detail)
+            return
         self._send_headers()
         if output:
             yield output

@@ -22,10 +22,11 @@ import trustme
 from fake_ollama import FakeOllama, serve
 from werkzeug.test import Client
 
-from ollama_default import ConfigError
+from ollama_default import ConfigError, DefaultModel
 from ollama_default.proxy import forwarder as forwarder_module
 from ollama_default.proxy.forwarder import (
     Forwarder,
+    UpstreamFailure,
     _send,
     basic_authorization,
     has_left,
@@ -782,3 +783,29 @@ def test_a_client_has_left_when_its_end_is_closed(
         assert has_left(ours) is left
         assert has_left(ours) is left  # nothing was taken
         assert ours.gettimeout() == 7.0
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 100\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\nff\r\n"],
+    ids=["length", "chunked"],
+)
+def test_a_document_cut_short_is_an_error_not_a_shorter_document(framing: bytes) -> None:
+    half = b'{"model":"aya-expanse:8b-q8_0","message":{"content":"a long answ'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + framing + half
+    # Rewritten (the head is held until the document ends): the client gets the error.
+    with scripted(reply, None) as (upstream, _):
+        forwarder = Forwarder(upstream.url, read_timeout_s=TIMEOUT_S)
+        app = DefaultModel(forwarder, alias="llmodel", target="aya-expanse:8b-q8_0")
+        with Client(app).post("/v1/chat/completions", data=b'{"model":"llmodel"}') as response:
+            assert response.status_code == 502
+            message = json.loads(response.get_data())["error"]["message"]
+        forwarder.close()
+        assert message.startswith("upstream ") and "(request id " in message
+        assert upstream.url not in message
+    # Relayed as it comes: the server sees the failure, so the reply is not finished.
+    with scripted(reply, None) as (upstream, client):
+        streamed = client.post("/api/chat", data=b"{}", buffered=False)
+        with pytest.raises(UpstreamFailure):
+            b"".join(streamed.response)
+        streamed.close()

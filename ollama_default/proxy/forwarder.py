@@ -181,6 +181,9 @@ class Forwarder:
         except (UpstreamError, httptools.HttpParserError, OSError) as error:
             sock.close()
             return self._failure(error).respond(environ, start_response)
+        except BaseException:
+            sock.close()  # a body read that failed otherwise (its deadline): never reused
+            raise
         start_response(response.status, response.headers())
         if response.complete:  # the whole reply came with its head: a chat, say
             self._pool.release(sock, response.reusable())
@@ -631,15 +634,20 @@ class _UpstreamBody:
             self._environ[ERROR_KEY] = f"{failure.detail} (the stream was cut short)"
             self._environ[REQUEST_ID_KEY] = failure.request_id
             message = f"{failure.told} (the stream was cut short; request id {failure.request_id})"
-            if response.header(b"content-length"):
-                return  # a fixed length cannot grow: the short body tells the client
             media_type = response.header(b"content-type").split(";", 1)[0].strip().lower()
             dialect = dialect_for(self._environ.get("PATH_INFO", ""))
-            record = cut_stream_record(
-                dialect, media_type, failure.status, message, at_line_start=last == b"\n"
-            )
-            if record:
-                yield record
+            record = b""
+            if not response.header(b"content-length"):  # a fixed length cannot grow
+                record = cut_stream_record(
+                    dialect, media_type, failure.status, message, at_line_start=last == b"\n"
+                )
+            if not record:
+                # A document (or a body of fixed length) has no record to end it: the cut
+                # must not pass for its end. Raised, it reaches a piece that still holds the
+                # head (DefaultModel, rewriting a document) as an error to answer, and the
+                # server as a failed response, whose connection it closes unfinished.
+                raise failure from None
+            yield record
 
     def close(self) -> None:
         # A stream cut short is not reusable: closing it tells Ollama to stop generating.
