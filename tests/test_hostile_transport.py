@@ -527,6 +527,18 @@ def test_a_clients_claims_about_where_it_came_from_change_nothing(
         assert received.request_line == b"GET /tags HTTP/1.1"
 
 
+def test_under_serves_gunicorn_configuration_gunicorn_believes_no_client_either(
+    upstream: WatchingUpstream,
+    upstream_that: Callable[[Behaviour], WatchingUpstream],
+    tmp_path: Path,
+) -> None:
+    options = ("-c", "python:ollama_default.proxy.gunicorn", "--workers", "1")
+    with run_gunicorn(proxy_settings(upstream), log_dir=tmp_path, options=options) as server:
+        received = forwarded(upstream_that(answers_ok), server)
+    assert received.header(b"x-forwarded-proto") == b"http"
+    assert received.request_line == b"GET /api/tags HTTP/1.1"
+
+
 @pytest.fixture(scope="module")
 def trusting_proxy(
     upstream: WatchingUpstream, tmp_path_factory: pytest.TempPathFactory

@@ -55,7 +55,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 from ..core.dialects import error_body
 from ..core.endpoints import dialect_for
 from ..core.errors import ConfigError
-from .cli import SERVE_DEFAULTS, is_answering
+from .cli import SERVE_DEFAULTS, gunicorn_trust, is_answering
 from .config import Settings, load_settings
 from .logs import configure_logging, log_startup
 from .reading import HEAD_TIMEOUT_S
@@ -87,6 +87,10 @@ def on_starting(server: Any) -> None:
         print(f"ollama-default: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
     cfg = server.cfg
+    # Whose scheme and SCRIPT_NAME headers gunicorn believes: the same peers the forwarder
+    # believes about the client (none by default), before any worker reads them.
+    for key, value in gunicorn_trust(settings.trusted_proxies).items():
+        cfg.set(key, value)
     log_startup(
         settings,
         upstream_answers=is_answering(settings.upstream),
