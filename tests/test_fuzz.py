@@ -12,8 +12,11 @@ fast.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import io
 import json
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -200,3 +203,73 @@ def test_no_request_gets_a_5xx_or_a_traceback(
     assert not status.startswith("5"), (status, output)
     if status.startswith("4") and output:
         json.loads(output)  # our errors are JSON
+
+
+# -- multipart forms (transcriptions) --------------------------------------------------------
+
+
+def go_form_model(query: str, content_type: str, body: bytes) -> str | None:
+    """An independent model of Go's ``FormValue("model")`` on what the upstream received:
+    the query's first ``model`` first (``url.ParseQuery``), then the first form part named
+    ``model`` that is not a file (``filename`` absent or empty), read by the stdlib's
+    ``email`` parser rather than the proxy's own."""
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if urllib.parse.unquote_plus(name) == "model":
+            return urllib.parse.unquote_plus(value)
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    for part in message.iter_parts():  # type: ignore[attr-defined]
+        disposition = part.get("Content-Disposition")
+        if disposition is None or disposition.params.get("name") != "model":
+            continue
+        if disposition.params.get("filename"):
+            continue  # a file: FormValue never returns it
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if payload is not None else ""
+    return None
+
+
+FORM_NAMES = st.sampled_from([ALIAS, "LLModel:latest", EMBED, "qwen3:4b", ""])
+
+
+@st.composite
+def forms(draw: st.DrawFn) -> tuple[str, str, bytes]:
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        name = draw(st.sampled_from(["model", "file", "language", "Model"]))
+        filename = draw(st.sampled_from([None, "", "audio.wav"]))
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        value = draw(FORM_NAMES) if name.lower() == "model" else "x"
+        parts.append(f"--bnd\r\nContent-Disposition: {disposition}\r\n\r\n{value}\r\n".encode())
+    body = b"".join(parts) + b"--bnd--\r\n"
+    media_type = draw(st.sampled_from(["multipart/form-data", "Multipart/Form-Data"]))
+    query = draw(st.sampled_from(["", "model=llmodel", "model=qwen3:4b", "x=1&model=embed"]))
+    return query, f"{media_type}; boundary=bnd", body
+
+
+@FUZZ
+@given(form=forms())
+def test_a_transcriptions_model_is_the_one_go_reads_from_what_goes_upstream(
+    form: tuple[str, str, bytes],
+) -> None:
+    query, content_type, body = form
+    recorder = Recorder()
+    path = "/v1/audio/transcriptions"
+    status, _, output = call(
+        build_app(SETTINGS, backend=recorder), "POST", path, body,
+        CONTENT_TYPE=content_type, QUERY_STRING=query,
+    )  # fmt: skip
+    if not recorder.bodies:
+        assert is_our_error(path, status, output), (status, output)
+        return
+    environ = recorder.environs[-1]
+    decided = environ.get("ollama_default.model")
+    read = go_form_model(environ["QUERY_STRING"], content_type, recorder.bodies[-1])
+    if decided is not None:
+        assert read == decided, (form, recorder.bodies[-1])
+    if read in (ALIAS, "LLModel:latest", EMBED):
+        raise AssertionError(f"an alias went upstream: {form}")
