@@ -15,7 +15,8 @@ Run from the project root (a default run takes about 2.5 minutes)::
   answering;
 * **the proxy**: the ``.venv``'s ``ollama-default serve --bind fd://N --upstream URL --alias
   llmodel=aya-expanse:8b-q8_0`` (2 gevent workers), with ``OLLAMA_DEFAULT_READ_TIMEOUT_S``
-  set low (``--read-timeout-s``, 2 s) so that stalls end within the run, and
+  and the client deadlines ``OLLAMA_DEFAULT_HEAD_TIMEOUT_S`` and ``_BODY_TIMEOUT_S`` set
+  low (``--read-timeout-s``, 2 s) so that stalls end within the run, and
   ``OLLAMA_DEFAULT_MAX_BODY_BYTES`` 1 MiB (``--max-body-bytes``);
 * **the clients**: ``--clients`` threads (24), each picking what to send next with its own
   seeded RNG (``--seed``), by the shares of ``--mix``: normal chats to ``/api/chat``,
@@ -929,6 +930,9 @@ def start_proxy(workdir: Path, upstream: Server, args: argparse.Namespace) -> Se
     """Start ``ollama-default serve`` on a socket bound here; return it once it answers."""
     settings = {
         "OLLAMA_DEFAULT_READ_TIMEOUT_S": f"{args.read_timeout_s:g}",
+        # The client-side deadlines as short, so that stalled heads and bodies end in the run.
+        "OLLAMA_DEFAULT_HEAD_TIMEOUT_S": f"{args.read_timeout_s:g}",
+        "OLLAMA_DEFAULT_BODY_TIMEOUT_S": f"{args.read_timeout_s:g}",
         "OLLAMA_DEFAULT_MAX_BODY_BYTES": str(args.max_body_bytes),
         **args.proxy_env,
     }

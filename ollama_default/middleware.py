@@ -3,39 +3,40 @@
 A thin shell over the pure rules: look the endpoint up, read and decide the request,
 hand it to the wrapped app, and pass the response through the framing and the record
 rewriting. All per-request state lives in an :class:`_Exchange` made in ``__call__``;
-the middleware itself is immutable after ``__init__``, so server threads share it.
+the middleware itself is immutable after ``__init__``, so server threads share it, but for
+the count of request-body bytes its requests hold (a :class:`~ollama_default.wsgi.BufferBudget`,
+kept under a lock).
 """
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import ClosingIterator, get_input_stream
 
 from .core.aliases import AliasTable
-from .core.checks import positive_bytes
+from .core.checks import at_least, positive_bytes
+from .core.codings import check_content_encoding
 from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
 from .core.gojson import SLICE_BYTES
-from .core.request_body import (
-    Decision,
-    decide_json,
-    decide_json_steps,
-    decide_multipart,
-    decide_name,
-)
+from .core.multipart import decide_multipart, decide_query
+from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
 from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
+    ERROR_KEY,
     MODEL_KEY,
     TARGET_HEADER,
+    BufferBudget,
+    HeldBody,
+    Reservation,
     content_length,
     respond_error,
     short_body,
@@ -46,8 +47,16 @@ if TYPE_CHECKING:
 
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
-#: Large enough for multimodal requests, whose base64 images run to tens of MiB.
-MAX_BODY_BYTES = 100 * 1024 * 1024
+#: The largest request body read: above the most the hosted APIs take (Anthropic's
+#: Messages API 32 MB, OpenAI's 50 MB of images per request), so a client written for
+#: either is never refused; a chat with a dozen phone photos (3-5 MB each, a third more
+#: in base64) fits. See docs/proxy.rst, "Limits".
+MAX_BODY_BYTES = 64 * 1024 * 1024
+#: The request-body bytes one process holds at once: four bodies at the limit, or
+#: thousands of ordinary chats.
+MAX_BUFFERED_BYTES = 4 * MAX_BODY_BYTES
+#: A chunked body is read, and reserved, this much at a time.
+READ_STEP_BYTES = 1024 * 1024
 
 
 class DefaultModel:
@@ -73,6 +82,9 @@ class DefaultModel:
         an :class:`~ollama_default.AliasTable` already built (its default included).
     :param default: the alias used when a request names no model.
     :param max_body_bytes: larger request bodies get 413 before they are read.
+    :param max_buffered_bytes: the request-body bytes held at once, by all requests this
+        middleware serves together; a body that would pass it gets 503 with
+        ``Retry-After`` before it is read. At least ``max_body_bytes``.
     :param max_record_bytes: a response line or event longer than this is relayed as is.
     :raises ConfigError: when the aliases do not make a consistent table, or a limit is not
         a positive number of bytes.
@@ -87,6 +99,7 @@ class DefaultModel:
         mapping: Mapping[str, str] | AliasTable | None = None,
         default: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.app = app
@@ -97,7 +110,11 @@ class DefaultModel:
         else:
             self.aliases = AliasTable(_mapping(alias, target, mapping), default)
         self.max_body_bytes = positive_bytes("max_body_bytes", max_body_bytes)
+        positive_bytes("max_buffered_bytes", max_buffered_bytes)
+        at_least("max_buffered_bytes", max_buffered_bytes, "max_body_bytes", max_body_bytes)
         self.max_record_bytes = positive_bytes("max_record_bytes", max_record_bytes)
+        # The one piece of state requests share: the bytes their bodies hold.
+        self.buffered = BufferBudget(max_buffered_bytes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         endpoint = find_endpoint(environ.get("PATH_INFO", ""))
@@ -107,64 +124,112 @@ class DefaultModel:
             or environ.get("REQUEST_METHOD", "GET") not in endpoint.methods
         ):
             return self.app(environ, start_response)
+        reservation = Reservation(self.buffered)
         try:
-            decision = self._decide(environ, endpoint)
+            decision = self._decide(environ, endpoint, reservation)
         except RequestError as error:
+            reservation.release()
             return respond_error(environ, start_response, error, endpoint.dialect)
+        except BaseException:
+            reservation.release()
+            raise
         if decision.model is not None:
             environ[MODEL_KEY] = decision.model
-        if not decision.renames:
-            return self.app(environ, start_response)
-        environ[ALIAS_KEY] = decision.renames[0].client_name
-        restorer = NameRestorer(decision.renames, endpoint.response_fields)
-        targets = ", ".join(rename.route.target for rename in decision.renames)
-        return _Exchange(
-            self.app, environ, start_response, restorer, self.max_record_bytes, targets
-        )
+        try:
+            if not decision.renames:
+                app_iter = self.app(environ, start_response)
+            else:
+                environ[ALIAS_KEY] = decision.renames[0].client_name
+                restorer = NameRestorer(decision.renames, endpoint.response_fields)
+                targets = ", ".join(rename.route.target for rename in decision.renames)
+                app_iter = _Exchange(
+                    self.app, environ, start_response, restorer, self.max_record_bytes, targets
+                )
+        except BaseException:
+            reservation.release()
+            raise
+        if reservation.amount:
+            # The app has not read the whole body yet: it is held until the response ends.
+            return ClosingIterator(app_iter, reservation.release)
+        return app_iter
 
-    def _decide(self, environ: WSGIEnvironment, endpoint: Endpoint) -> Decision:
+    def _decide(
+        self, environ: WSGIEnvironment, endpoint: Endpoint, reservation: Reservation
+    ) -> Decision:
         if endpoint.path_model:
             return _decide_path(environ, endpoint, self.aliases)
-        body = self._read_body(environ)
+        if endpoint.body is Body.MULTIPART:
+            # Go's FormValue reads the query before the form: a model there decides,
+            # and the body is not read at all.
+            decided = decide_query(environ.get("QUERY_STRING", ""), endpoint, self.aliases)
+            if decided is not None:
+                if decided.query is not None:
+                    _set_query(environ, decided.query)
+                return decided.decision
+        # Refused before a byte is read: a body Ollama would decode first.
+        check_content_encoding(endpoint, environ.get("HTTP_CONTENT_ENCODING"))
+        body = self._read_body(environ, reservation)
         if body is None:
             return Decision(None, ())
-        if environ.get("HTTP_CONTENT_ENCODING", "identity").lower() != "identity":
-            decision = Decision(None, ())  # compressed: passed on as it came (see docs)
-        elif endpoint.body is Body.MULTIPART:
+        # Any other Content-Encoding: Ollama reads the raw bytes, and so do we.
+        if endpoint.body is Body.MULTIPART:
             content_type = environ.get("CONTENT_TYPE", "")
             decision = decide_multipart(body, content_type, endpoint, self.aliases)
         elif len(body) <= SLICE_BYTES:
             decision = decide_json(body, endpoint, self.aliases)
         else:
             decision = _yielding(decide_json_steps(body, endpoint, self.aliases))
-        _set_body(environ, body if decision.body is None else decision.body)
+        if decision.body is not None:
+            # The body sent on replaces the one read: hold what it holds.
+            reservation.grow(len(decision.body) - len(body), forced=True)
+            body = decision.body
+        _set_body(environ, body, reservation)
         return decision
 
-    def _read_body(self, environ: WSGIEnvironment) -> bytes | None:
-        """Read the whole request body, or return None when there is none to read."""
+    def _read_body(self, environ: WSGIEnvironment, reservation: Reservation) -> bytes | None:
+        """Read the whole request body, reserving it as it is read, or return None when
+        there is none to read.
+
+        :raises RequestError: 413 over the limit, 503 over the buffer budget, 400 for a
+            body cut short.
+        """
         length = content_length(environ)
         if length is None and not environ.get("wsgi.input_terminated"):
             return None  # no body, or one this server cannot frame: leave it to the app
         if length is not None:
             if length > self.max_body_bytes:
                 raise self._too_large()  # refused before reading a byte of it
+            reservation.grow(length)  # likewise when there is no room for it
             # PEP 3333: an app may read up to CONTENT_LENGTH from the input as it is.
             body: bytes = environ["wsgi.input"].read(length)
             if len(body) < length:
                 raise short_body()
             return body
+        pieces: list[bytes] = []
+        size = 0
         try:
             # One byte over the limit: a bounded stream (chunked input) stops at its
             # limit without a word, so only an extra byte tells "at" from "over".
             stream = get_input_stream(environ, max_content_length=self.max_body_bytes + 1)
-            body = stream.read()
+            while size <= self.max_body_bytes:
+                step = min(READ_STEP_BYTES, self.max_body_bytes + 1 - size)
+                # Reserved before it is read (but the byte past the limit, which only
+                # ever comes to be refused).
+                reserved = min(step, self.max_body_bytes - size)
+                reservation.grow(reserved)
+                piece = stream.read(step)
+                reservation.grow(len(piece) - reserved, forced=True)
+                if not piece:
+                    break
+                pieces.append(piece)
+                size += len(piece)
         except RequestEntityTooLarge:
             raise self._too_large() from None
         except ClientDisconnected:
             raise short_body() from None
-        if len(body) > self.max_body_bytes:
+        if size > self.max_body_bytes:
             raise self._too_large()
-        return body
+        return b"".join(pieces)
 
     def _too_large(self) -> RequestError:
         return RequestError(
@@ -197,11 +262,21 @@ def _yielding(steps: Generator[int, None, Decision]) -> Decision:
         time.sleep(0)
 
 
-def _set_body(environ: WSGIEnvironment, body: bytes) -> None:
-    environ["wsgi.input"] = io.BytesIO(body)
+def _set_body(environ: WSGIEnvironment, body: bytes, reservation: Reservation) -> None:
+    environ["wsgi.input"] = HeldBody(body, reservation.release)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input_terminated"] = True
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _set_query(environ: WSGIEnvironment, query: str) -> None:
+    environ["QUERY_STRING"] = query
+    # The server's raw request target keeps its path, which the forwarder sends as the
+    # client encoded it, with the new query.
+    for key in ("RAW_URI", "REQUEST_URI"):
+        raw = environ.get(key)
+        if raw:
+            environ[key] = raw.split("?", 1)[0] + "?" + query
 
 
 def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, aliases: AliasTable) -> Decision:
@@ -238,6 +313,7 @@ class _Exchange:
         targets: str,
     ) -> None:
         self._targets = targets
+        self._environ = environ
         self._start_response = start_response
         self._restorer = restorer
         self._max_record_bytes = max_record_bytes
@@ -278,12 +354,23 @@ class _Exchange:
             self._send_headers()(output)
 
     def __iter__(self) -> Iterator[bytes]:
-        for data in self._app_iter:
-            output = self._plan.feed(data)
-            if output:
-                self._send_headers()
-                yield output
-        output = self._plan.finish()
+        try:
+            for data in self._app_iter:
+                output = self._plan.feed(data)
+                if output:
+                    self._send_headers()
+                    yield output
+            output = self._plan.finish()
+        except RequestError as error:
+            # The app failed mid-body (an upstream cut a reply short). With the head still
+            # held, a document being rewritten, the client gets the error, not a part of
+            # the reply passed off as all of it; once the head has gone, the server closes
+            # the connection unfinished.
+            if self._write is not None:
+                raise
+            detail = self._environ.get(ERROR_KEY)
+            yield from respond_error(self._environ, self._start_response, error, detail=detail)
+            return
         self._send_headers()
         if output:
             yield output

@@ -1870,7 +1870,10 @@ class FakeOllama:
         finally:
             for storage in files.values():
                 storage.close()
-        model = form.get("model", "")
+        # Go's FormValue: the query's values come before the form's (net/http ParseForm).
+        query = [pair.partition("=") for pair in environ.get("QUERY_STRING", "").split("&")]
+        from_query = [unquote_to_bytes(v.replace("+", " ")) for k, _, v in query if k == "model"]
+        model = from_query[0].decode() if from_query else form.get("model", "")
         if not model:
             return _json_reply(400, _openai_error(400, "model is required"))
         if upload is None:

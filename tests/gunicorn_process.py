@@ -63,6 +63,19 @@ class GunicornProcess:
         """Everything gunicorn has written to stderr so far."""
         return self.stderr_path.read_text(errors="replace")
 
+    def log_line(self, needle: str, timeout_s: float = STOP_TIMEOUT_S) -> str:
+        """The first line of stderr holding ``needle``, polled for up to ``timeout_s``: the
+        access log writes a line once the response has gone out, so a client may have its
+        answer before the line is there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.stderr().splitlines():
+                if needle in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line with {needle!r} in:\n{self.stderr()}")
+            time.sleep(0.02)
+
     def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Return once a worker answers; fail with gunicorn's stderr if it exits or stalls."""
         deadline = time.monotonic() + timeout_s

@@ -190,6 +190,20 @@ def test_check_says_where_each_setting_came_from(
     assert lines[6] == ""
 
 
+def test_check_asks_with_the_upstream_urls_credentials_and_shows_none(
+    upstream: tuple[FakeOllama, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, url = upstream
+    with_credentials = url.replace("http://", "http://me:s3cret@")
+    argv = ["check", "--upstream", with_credentials, "--alias", "llmodel=aya-expanse:8b-q8_0"]
+    assert main(argv, environ={}) == 0
+    captured = capsys.readouterr()
+    assert f"upstream {url}: reachable" in captured.out
+    assert "s3cret" not in captured.out + captured.err
+    assert "me@" not in captured.out + captured.err
+    assert fake.requests[-1].headers["authorization"] == "Basic bWU6czNjcmV0"  # me:s3cret
+
+
 def test_check_with_the_upstream_down_says_so_and_still_shows_the_aliases(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -358,6 +372,18 @@ def test_gunicorn_cmd_args_sit_between_our_defaults_and_our_flags(tmp_path: Path
     assert gunicorn_options({}, {})["bind"] == [SERVE_DEFAULTS["bind"]]
 
 
+def test_serve_has_gunicorn_believe_the_trusted_proxies_and_nobody_else() -> None:
+    options = gunicorn_options({}, {})
+    # Not even a peer on a unix socket, which gunicorn believes whatever the list.
+    assert options["forwarded_allow_ips"] == ""
+    assert (options["secure_scheme_headers"], options["forwarder_headers"]) == ({}, "")
+    trusting = gunicorn_options({}, {}, trusted_proxies=("10.0.0.0/8", "::1"))
+    assert trusting["forwarded_allow_ips"] == "10.0.0.0/8,::1"
+    # gunicorn's own, for the peers it believes: X-Forwarded-Proto and SCRIPT_NAME.
+    assert "secure_scheme_headers" not in trusting
+    assert "forwarder_headers" not in trusting
+
+
 def test_a_broken_gunicorn_config_file_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -395,6 +421,15 @@ SERVER_MISTAKES = [
                  "--bind '127.0.0.1:0': '0' is not a port number from 1 to 65535 (give "
                  "HOST:PORT, such as 127.0.0.1:8080) (set by GUNICORN_CMD_ARGS)",
                  id="port-from-gunicorn-cmd-args"),
+    pytest.param([], {"FORWARDED_ALLOW_IPS": "*"}, "configuration error: FORWARDED_ALLOW_IPS "
+                 "is gunicorn's; set trusted_proxies (OLLAMA_DEFAULT_TRUSTED_PROXIES, "
+                 "--trusted-proxies) instead: serve gives it to gunicorn, and the proxy "
+                 "believes the same peers", id="forwarded-allow-ips-variable"),
+    pytest.param([], {"GUNICORN_CMD_ARGS": "--forwarded-allow-ips=*"}, "configuration error: "
+                 "gunicorn's forwarded_allow_ips: set trusted_proxies "
+                 "(OLLAMA_DEFAULT_TRUSTED_PROXIES, --trusted-proxies) instead: serve gives it "
+                 "to gunicorn, and the proxy believes the same peers (set by GUNICORN_CMD_ARGS)",
+                 id="forwarded-allow-ips-in-gunicorn-cmd-args"),
 ]  # fmt: skip
 
 

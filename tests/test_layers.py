@@ -21,7 +21,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def lint_imports(config: Path, cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", str(config)],
+        [str(LINT_IMPORTS), "--no-cache", "--config", str(config)],
         cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "PYTHONPATH": str(pythonpath)},
     )  # fmt: skip

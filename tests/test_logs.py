@@ -159,10 +159,20 @@ def test_an_unreachable_upstream_is_logged_with_the_reason(
     with serve(FakeOllama()) as url:
         pass  # the port is free again: nothing answers there now
     app = TestApp(AccessLog(DefaultModel(Forwarder(url), alias=ALIAS, target=TARGET)))
-    app.post("/api/chat", b'{"model":"llmodel"}', expect_errors=True)
+    response = app.post("/api/chat", b'{"model":"llmodel"}', expect_errors=True)
     [fields] = access_fields(caplog)
     assert fields["status"] == 502
     assert fields["error"] == f"upstream {url} is unreachable: connection refused"
+    # The client gets the id, not the address; the line has both.
+    assert response.json["error"] == f"upstream unreachable (request id {fields['request_id']})"
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .endswith(
+            f'error="upstream {url} is unreachable: connection refused" '
+            f"request_id={fields['request_id']}"
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -261,6 +271,17 @@ def test_the_startup_summary_names_version_upstream_aliases_prefix_and_workers()
     demo = startup_summary(Settings(), upstream_answers=None, demo="as asked", workers=None)
     assert demo[0].endswith(": serving the built-in demo backend")
     assert demo[1] == "aliases: none"
+
+
+def test_the_startup_summary_says_the_upstream_urls_credentials_are_sent_but_not_what() -> None:
+    settings = Settings(upstream="https://me:s3cret@ollama.internal:8443/")
+    lines = startup_summary(settings, upstream_answers=None, demo=None, workers=None)
+    assert lines[0].endswith(
+        ": forwarding to https://ollama.internal:8443/, with the user and password of its URL "
+        "as Basic Authorization in place of the clients'"
+    )
+    assert "s3cret" not in "\n".join(lines)
+    assert "me@" not in "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------

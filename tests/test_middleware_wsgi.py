@@ -205,7 +205,7 @@ def test_a_compressed_reply_is_relayed_untouched() -> None:
     assert response.starts == [("200 OK", [*headers, ("X-Ollama-Default-Target", TARGET)])]
 
 
-def test_a_compressed_request_is_passed_on_untouched() -> None:
+def test_a_content_encoding_ollama_ignores_is_decided_on_the_raw_bytes() -> None:
     seen: list[bytes] = []
 
     def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -213,9 +213,29 @@ def test_a_compressed_request_is_passed_on_untouched() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
+    # Ollama reads the raw bytes as JSON whatever the header says (but zstd on /v1).
+    wrap(app).post("/v1/responses", b'{"model":"llmodel"}', headers={"Content-Encoding": "gzip"})
+    assert seen == [b'{"model":"aya-expanse:8b-q8_0"}']
     body = gzip.compress(b'{"model":"llmodel"}')
-    wrap(app).post("/v1/responses", body, headers={"Content-Encoding": "gzip"})
-    assert seen == [body]
+    response = wrap(app).post(
+        "/v1/responses", body, headers={"Content-Encoding": "gzip"}, expect_errors=True
+    )
+    assert response.status_int == 400  # not JSON, as Ollama says too
+    assert len(seen) == 1
+
+
+def test_a_zstd_body_ollama_would_decode_is_refused_unread() -> None:
+    class Unreadable(io.BytesIO):
+        def read(self, *args: Any) -> bytes:
+            raise AssertionError("the body was read")
+
+    middleware = DefaultModel(replying("200 OK", []), alias="llmodel", target=TARGET)
+    environ = {"HTTP_CONTENT_ENCODING": "zstd", "wsgi.input": Unreadable()}
+    response = call(middleware, "/v1/messages", b"", CONTENT_LENGTH="40", **environ)
+    document = json.loads(response.body())
+    assert [status for status, _ in response.starts] == ["415 Unsupported Media Type"]
+    assert document["type"] == "error"  # Anthropic's shape on /v1/messages
+    assert document["error"]["message"].startswith("zstd request bodies are not supported")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", ""])

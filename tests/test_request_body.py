@@ -15,18 +15,12 @@ import go_json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from werkzeug.test import encode_multipart
 
 from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
-from ollama_default.core.request_body import (
-    Decision,
-    decide_json,
-    decide_json_steps,
-    decide_multipart,
-)
+from ollama_default.core.request_body import Decision, decide_json, decide_json_steps
 
 ALIASES = AliasTable(
     {"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"}, default="llmodel"
@@ -282,51 +276,6 @@ def test_a_body_ollama_cannot_read_is_a_400(body: bytes, message: str) -> None:
         decide_json(body, endpoint, ALIASES)
     assert raised.value.status == 400
     assert message in raised.value.message
-
-
-def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
-    boundary, body = encode_multipart(fields)
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def test_a_transcription_form_field_alias_becomes_its_target() -> None:
-    endpoint = find_endpoint("/v1/audio/transcriptions")
-    assert endpoint is not None
-    body, content_type = multipart({"model": "llmodel", "language": "en"})
-    decision = decide_multipart(body, content_type, endpoint, ALIASES)
-    assert decision.body == body.replace(b"\r\nllmodel\r\n", f"\r\n{TARGET}\r\n".encode())
-
-
-def test_a_transcription_form_without_model_gets_the_default_field() -> None:
-    endpoint = find_endpoint("/v1/audio/transcriptions")
-    assert endpoint is not None
-    body, content_type = multipart({"language": "en"})
-    decision = decide_multipart(body, content_type, endpoint, ALIASES)
-    assert decision.body is not None
-    assert b'name="model"\r\n\r\n' + TARGET.encode() + b"\r\n" in decision.body
-    assert b'name="language"\r\n\r\nen\r\n' in decision.body
-
-
-def test_a_broken_multipart_form_is_a_400() -> None:
-    endpoint = find_endpoint("/v1/audio/transcriptions")
-    assert endpoint is not None
-    body, content_type = multipart({"model": "llmodel"})
-    with pytest.raises(RequestError) as raised:
-        decide_multipart(body[:-10], content_type, endpoint, ALIASES)
-    assert raised.value.status == 400
-
-
-def test_a_multipart_part_without_a_name_is_a_400() -> None:
-    endpoint = find_endpoint("/v1/audio/transcriptions")
-    assert endpoint is not None
-    body = (
-        b'--b\r\nContent-Disposition: form-data; name="\r\n\r\nllmodel\r\n'
-        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nllmodel\r\n--b--\r\n'
-    )
-    with pytest.raises(RequestError) as raised:
-        decide_multipart(body, "multipart/form-data; boundary=b", endpoint, ALIASES)
-    assert raised.value.status == 400
-    assert "a part has no name" in raised.value.message
 
 
 # --- What Go accepts, we accept ---------------------------------------------------------

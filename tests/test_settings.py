@@ -169,6 +169,20 @@ def test_a_bad_configuration_is_one_line_naming_the_problem(
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ("http://me:s3cret@h:1?x", "upstream 'http://h:1?x' must not have a query or fragment"),
+        ("ftp://me:s3cret@h", "upstream 'ftp://h' is not an http:// or https:// URL"),
+    ],
+    ids=["query", "scheme"],
+)
+def test_a_bad_upstream_is_quoted_without_its_credentials(upstream: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OLLAMA_DEFAULT_UPSTREAM": upstream})
+    assert str(raised.value) == f"{message} (set by OLLAMA_DEFAULT_UPSTREAM)"
+
+
 def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match=r"config file '.*nope.toml' cannot be read: No such"):
@@ -219,9 +233,13 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "aliases": "default",
         "default": "default",
         "prefix": f"config file {path!r}",
+        "trusted_proxies": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
+        "head_timeout_s": "default",
+        "body_timeout_s": "default",
         "max_body_bytes": "default",
+        "max_buffered_bytes": "default",
         "max_record_bytes": "default",
         "access_log": "--no-access-log",
         "log_level": "OLLAMA_DEFAULT_LOG_LEVEL",
@@ -334,10 +352,11 @@ def test_a_misspelt_variable_gets_did_you_mean(variable: str, message: str) -> N
 
 
 def test_every_variable_of_the_settings_is_known() -> None:
-    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "max_body_bytes": "4",
+    values = {"connect_timeout_s": "2", "read_timeout_s": "3", "head_timeout_s": "6",
+              "body_timeout_s": "7", "max_body_bytes": "4", "max_buffered_bytes": "8",
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
-              "default": "llmodel", "prefix": "/p"}  # fmt: skip
+              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -414,6 +433,20 @@ EXAMPLES = {
         "prefix 'llm' must be a path such as '/llm' (set by OLLAMA_DEFAULT_PREFIX)",
         ["--prefix", "//llm"], "prefix '//llm' must be a path such as '/llm' (set by --prefix)",
     ),
+    "trusted_proxies": Example(
+        ("127.0.0.1", "10.0.0.0/8", "::1"), 'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]',
+        {"OLLAMA_DEFAULT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"},
+        ["--trusted-proxies", "127.0.0.1,10.0.0.0/8,::1"],
+        'trusted_proxies = "127.0.0.1"',
+        "trusted_proxies must be a list of IP addresses or networks, such as ['10.0.0.0/8'], "
+        "not '127.0.0.1' (set by {file})",
+        {"OLLAMA_DEFAULT_TRUSTED_PROXIES": "127.0.0.1,*"},
+        "trusted_proxies: '*' is not an IP address or network, such as 10.0.0.0/8 (set by "
+        "OLLAMA_DEFAULT_TRUSTED_PROXIES)",
+        ["--trusted-proxies", "10.0.0.1/8"],
+        "trusted_proxies: '10.0.0.1/8' is not an IP address or network, such as 10.0.0.0/8 "
+        "(set by --trusted-proxies)",
+    ),
     "connect_timeout_s": Example(
         2.5, "connect_timeout_s = 2.5", {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "2.5"}, [],
         "connect_timeout_s = 0",
@@ -429,12 +462,36 @@ EXAMPLES = {
         "read_timeout_s must be a positive number of seconds, not -1.0 (set by "
         "OLLAMA_DEFAULT_READ_TIMEOUT_S)",
     ),
+    "head_timeout_s": Example(
+        5, "head_timeout_s = 5", {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "5"}, [],
+        "head_timeout_s = -5",
+        "head_timeout_s must be a positive number of seconds, not -5 (set by {file})",
+        {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "10s"},
+        "OLLAMA_DEFAULT_HEAD_TIMEOUT_S='10s' is not a number",
+    ),
+    "body_timeout_s": Example(
+        300.5, "body_timeout_s = 300.5", {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "300.5"}, [],
+        'body_timeout_s = "300"',
+        "body_timeout_s must be a positive number of seconds, not '300' (set by {file})",
+        {"OLLAMA_DEFAULT_BODY_TIMEOUT_S": "nan"},
+        "body_timeout_s must be a finite number of seconds, not nan (set by "
+        "OLLAMA_DEFAULT_BODY_TIMEOUT_S)",
+    ),
     "max_body_bytes": Example(
         1000, "max_body_bytes = 1000", {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1000"}, [],
         "max_body_bytes = true",
         "max_body_bytes must be a positive number of bytes, not True (set by {file})",
         {"OLLAMA_DEFAULT_MAX_BODY_BYTES": "1e3"},
         "OLLAMA_DEFAULT_MAX_BODY_BYTES='1e3' is not a number",
+    ),
+    "max_buffered_bytes": Example(
+        2**30, "max_buffered_bytes = 1073741824",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "1073741824"}, [],
+        "max_buffered_bytes = 1000",
+        "max_buffered_bytes (1000) must be at least max_body_bytes (67108864) (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_BUFFERED_BYTES": "-1"},
+        "max_buffered_bytes must be a positive number of bytes, not -1 (set by "
+        "OLLAMA_DEFAULT_MAX_BUFFERED_BYTES)",
     ),
     "max_record_bytes": Example(
         2000, "max_record_bytes = 2000", {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "2000"}, [],
@@ -614,7 +671,11 @@ def test_the_alias_table_is_built_once_for_settings_and_app(
     monkeypatch.setattr(AliasTable, "__init__", counted)
     path = write(tmp_path, 'default = "llmodel"\n[aliases]\nllmodel = "qwen3:4b"\nembed = "e"\n')
     settings = load_settings({"OLLAMA_DEFAULT_CONFIG": path, "OLLAMA_DEFAULT_ACCESS_LOG": "0"})
-    app = build_app(settings, backend=ollama)
+    app: Any = build_app(settings, backend=ollama)
+    for _ in range(5):  # inside the pieces composed around it
+        if isinstance(app, DefaultModel):
+            break
+        app = app.app
     assert settings.alias_table is settings.alias_table
     assert isinstance(app, DefaultModel)
     assert built == [settings.alias_table] == [app.aliases]

@@ -141,7 +141,7 @@ def _readable(item: Declared) -> str:
     The units are the setting's kind's.
     """
     value, unit = item.default, item.setting.kind.unit
-    if value is None or value == "" or value == {}:
+    if value is None or value == "" or value == {} or value == ():
         return "none"
     if isinstance(value, bool):
         return f"``{str(value).lower()}``"

@@ -39,6 +39,16 @@ def positive_seconds(key: str, value: object) -> float:
     return value
 
 
+def at_least(key: str, value: int, other_key: str, other: int) -> int:
+    """Return ``value`` when it is at least ``other``, the value of ``other_key``.
+
+    :raises ConfigError: keyed ``key``, naming both, when it is less.
+    """
+    if value < other:
+        raise ConfigError(f"{key} ({value}) must be at least {other_key} ({other})", key=key)
+    return value
+
+
 def switch(key: str, value: object) -> bool:
     """Return ``value``, ``True`` or ``False``.
 

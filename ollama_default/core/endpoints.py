@@ -45,6 +45,8 @@ class Endpoint:
     ``model_fields`` lists the model references in the request body, each a tuple of
     keys where the first non-empty one wins (``("model", "name")``: ``name`` is the
     legacy spelling). ``path_model`` is true when the last path segment is a model.
+    ``decodes_zstd`` is true where Ollama zstd-decodes a body sent with
+    ``Content-Encoding: zstd`` before reading it (:mod:`~ollama_default.core.codings`).
     """
 
     methods: frozenset[str]
@@ -56,6 +58,7 @@ class Endpoint:
     takes_default: bool = False
     response_fields: ResponseFields = field(default_factory=dict)
     summary: str = ""
+    decodes_zstd: bool = False
 
     @property
     def names_a_model(self) -> bool:
@@ -84,6 +87,9 @@ def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: s
         takes_default=True,
         response_fields=response,
         summary=summary,
+        # server/routes.go:1916-1926 puts cloudPassthroughMiddleware, which zstd-decodes
+        # the body, before every /v1 inference route.
+        decodes_zstd=path.startswith("/v1/"),
     )
 
 

@@ -7,6 +7,8 @@ Pure: no I/O, no WSGI.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message is one line naming key and value.
@@ -26,9 +28,16 @@ class ConfigError(ValueError):
 
 
 class RequestError(Exception):
-    """A request we answer ourselves, with an HTTP status and a message for the client."""
+    """A request we answer ourselves, with an HTTP status and a message for the client.
 
-    def __init__(self, status: int, message: str) -> None:
+    :param headers: response headers the answer needs besides its body's, such as the
+        ``Retry-After`` of a 503.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = tuple(headers)

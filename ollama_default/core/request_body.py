@@ -33,22 +33,8 @@ import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
-from werkzeug.datastructures import Headers
-from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import (
-    Data,
-    Epilogue,
-    Event,
-    Field,
-    File,
-    MultipartDecoder,
-    MultipartEncoder,
-    NeedData,
-)
-
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
-from .errors import RequestError
 from .gojson import Member, ObjectReading, drain, json_string, read_object_steps
 
 _NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
@@ -175,71 +161,6 @@ def _spliced(
         at = end
     pieces.append(view[at : reading.end])
     return b"".join(pieces)
-
-
-def decide_multipart(
-    body: bytes, content_type: str, endpoint: Endpoint, aliases: AliasTable
-) -> Decision:
-    """Decide what to send on for a ``multipart/form-data`` body (a form field ``model``).
-
-    Ollama reads the field with Go's ``FormValue``: the first ``model`` field counts.
-
-    :raises RequestError: 400 for a body that is not the multipart form it claims to be.
-    """
-    mimetype, options = parse_options_header(content_type)
-    boundary = options.get("boundary", "").encode("latin-1")
-    if mimetype != "multipart/form-data" or not boundary:
-        return UNCHANGED  # not a form we can read: Ollama will say what is wrong
-    events = _multipart_events(body, boundary)
-    span = _field_span(events, "model")
-    name = (
-        b"".join(e.data for e in events[span[0] + 1 : span[1]] if isinstance(e, Data))
-        if span
-        else b""
-    )
-    if not name.strip():
-        rename = default_rename(aliases) if endpoint.takes_default else None
-    else:
-        rename = decide_name(name.decode("utf-8", "replace"), aliases)
-    if rename is None:
-        return Decision(None, (), name.decode("utf-8", "replace") or None)
-    target = Data(rename.route.target.encode(), more_data=False)
-    if span is None:
-        events[-1:-1] = [Field("model", Headers()), target]
-    else:
-        events[span[0] + 1 : span[1]] = [target]
-    encoder = MultipartEncoder(boundary)
-    body = b"".join(encoder.send_event(event) for event in events)
-    return Decision(body, (rename,), rename.route.target)
-
-
-def _multipart_events(body: bytes, boundary: bytes) -> list[Event]:
-    decoder = MultipartDecoder(boundary)
-    decoder.receive_data(body)
-    decoder.receive_data(None)
-    events: list[Event] = []
-    try:
-        while not isinstance(event := decoder.next_event(), (NeedData, Epilogue)):
-            events.append(event)
-    except ValueError as error:
-        raise RequestError(400, f"invalid multipart body: {error}") from None
-    if not isinstance(event, Epilogue):
-        raise RequestError(400, "invalid multipart body: it ends before its closing boundary")
-    if any(isinstance(e, (Field, File)) and not e.name for e in events):
-        raise RequestError(400, "invalid multipart body: a part has no name")
-    events.append(event)
-    return events
-
-
-def _field_span(events: Sequence[Event], name: str) -> tuple[int, int] | None:
-    """Return (index of the first field ``name``, index after its data), or None."""
-    for start, event in enumerate(events):
-        if isinstance(event, Field) and event.name == name:
-            end = start + 1
-            while end < len(events) and isinstance(events[end], Data):
-                end += 1
-            return start, end
-    return None
 
 
 def decide_name(name: str, aliases: AliasTable) -> Rename | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.response_body import STREAM_MEDIA_TYPES
-from ..wsgi import ALIAS_KEY, ERROR_KEY, MODEL_KEY
+from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, MODEL_KEY, REQUEST_ID_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -32,8 +32,9 @@ class AccessLog:
     and the model that answered (left in ``environ`` by :class:`~ollama_default.DefaultModel`),
     the duration, the bytes sent, and for streams the time to the first byte. A request we
     refused, an unreachable or slow upstream and a stream cut short are logged at WARNING
-    with their reason; everything else at INFO. A client that leaves before the end of its
-    response is noted.
+    with their reason (in full, where the client is told less: an upstream's address is
+    for the operator only, and the client gets the line's ``request_id`` to quote);
+    everything else at INFO. A client that leaves before the end of its response is noted.
 
     >>> app = DefaultModel(app, alias="llmodel", target="qwen3:4b")  # doctest: +SKIP
     >>> app = AccessLog(app)  # doctest: +SKIP
@@ -105,10 +106,12 @@ class _Entry:
         }
         if self.first_byte_at is not None and self._is_stream():
             fields["ttfb_ms"] = round((self.first_byte_at - self.started_at) * 1000, 1)
-        if not ended and error is None:
+        if environ.get(CLIENT_LEFT_KEY) or (not ended and error is None):
             fields["client_left"] = True
         if error is not None:
             fields["error"] = error
+        if (request_id := environ.get(REQUEST_ID_KEY)) is not None:
+            fields["request_id"] = request_id
         self.logger.log(level, "%s", _AccessLine(fields), extra={"fields": fields})
 
     def _is_stream(self) -> bool:
@@ -146,6 +149,8 @@ class _AccessLine:
             parts.append("client-left")
         if "error" in fields:
             parts.append(f"error={json.dumps(fields['error'], ensure_ascii=False)}")
+        if "request_id" in fields:
+            parts.append(f"request_id={_value(fields['request_id'])}")
         return " ".join(parts)
 
 

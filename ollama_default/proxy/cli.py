@@ -46,7 +46,7 @@ from .config import (
     load_settings_with_sources,
 )
 from .declaration import SWITCH, Declared, flag_name, value_at
-from .forwarder import DEFAULT_MAX_CONNECTIONS
+from .forwarder import DEFAULT_MAX_CONNECTIONS, without_userinfo
 from .logs import configure_logging, log_startup
 
 if TYPE_CHECKING:
@@ -109,8 +109,10 @@ class Flag(NamedTuple):
 
 
 def _shown(value: object) -> str:
-    if value in (None, "", {}):
+    if value in (None, "", {}, ()):
         return "none"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
@@ -294,7 +296,7 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
     settings, sources = loaded
     explicit = {key: getattr(args, key) for key in _GUNICORN_KEYS if getattr(args, key) is not None}
     try:
-        options = gunicorn_options(explicit, environ)
+        options = gunicorn_options(explicit, environ, trusted_proxies=settings.trusted_proxies)
     except ConfigError as error:
         return _fail(EXIT_USAGE, f"configuration error: {error}")
     if not options.get("reuse_port"):
@@ -319,6 +321,9 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         An ``Application``, so what ``GUNICORN_CMD_ARGS`` asks of gunicorn's runner
         (``--check-config``, ``--daemon``, ``--pythonpath``) works as under ``gunicorn``.
         """
+
+        #: What serve's worker reads itself (the head deadline, the prefix).
+        proxy_settings = settings
 
         def load_config(self) -> None:
             for key, value in options.items():
@@ -372,25 +377,59 @@ def _exit_before_boot(signum: int, frame: FrameType | None) -> None:
     os._exit(0)
 
 
-def gunicorn_options(flags: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def gunicorn_trust(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """Return the gunicorn settings that say whose headers it believes: ``trusted_proxies``.
+
+    gunicorn lets the peers in ``forwarded_allow_ips`` (by default 127.0.0.1 and ::1) set
+    ``wsgi.url_scheme`` with ``X-Forwarded-Proto`` and ``SCRIPT_NAME`` with a header of
+    that name, and every peer on a unix socket too. The forwarder believes the same peers
+    about the client (their ``X-Forwarded-*``), so gunicorn gets that one list; with nobody
+    trusted, it believes no such header from any peer, unix sockets included.
+    """
+    options: dict[str, Any] = {"forwarded_allow_ips": ",".join(trusted_proxies)}
+    if not trusted_proxies:
+        options |= {"secure_scheme_headers": {}, "forwarder_headers": ""}
+    return options
+
+
+def gunicorn_options(
+    flags: Mapping[str, Any], environ: Mapping[str, str], *, trusted_proxies: Sequence[str] = ()
+) -> dict[str, Any]:
     """Return gunicorn's settings for ``serve``, checked, with every address normalised.
 
-    :data:`SERVE_DEFAULTS`, then what ``GUNICORN_CMD_ARGS`` sets (and the gunicorn config
-    file it names with ``--config``), then ``flags``: as ``gunicorn`` orders its config
-    file, that variable and its command line.
+    :data:`SERVE_DEFAULTS` and :func:`gunicorn_trust`, then what ``GUNICORN_CMD_ARGS``
+    sets (and the gunicorn config file it names with ``--config``), then ``flags``: as
+    ``gunicorn`` orders its config file, that variable and its command line.
 
     :param flags: gunicorn setting -> value, from ``serve``'s own flags.
-    :raises ConfigError: for a setting gunicorn refuses, a worker count below 1, or an
-        address that is not one.
+    :param trusted_proxies: the ``trusted_proxies`` setting.
+    :raises ConfigError: for a setting gunicorn refuses, a worker count below 1, an
+        address that is not one, or gunicorn's ``forwarded_allow_ips`` set (from
+        ``GUNICORN_CMD_ARGS`` or ``FORWARDED_ALLOW_IPS``) in place of ``trusted_proxies``.
     """
     from gunicorn.config import Config
 
+    trust_instead = (
+        "set trusted_proxies (OLLAMA_DEFAULT_TRUSTED_PROXIES, --trusted-proxies) instead: "
+        "serve gives it to gunicorn, and the proxy believes the same peers"
+    )
+    if "FORWARDED_ALLOW_IPS" in environ:  # the default of gunicorn's forwarded_allow_ips
+        raise ConfigError(
+            f"FORWARDED_ALLOW_IPS is gunicorn's; {trust_instead}",
+            key="forwarded_allow_ips",
+            source="FORWARDED_ALLOW_IPS",
+        )
     config = Config(prog="ollama-default serve")
-    options = dict(SERVE_DEFAULTS)
+    options = dict(SERVE_DEFAULTS) | gunicorn_trust(trusted_proxies)
     sources = dict.fromkeys(options, DEFAULT_SOURCE)
     command_line = environ.get(GUNICORN_CMD_ARGS, "")
     if command_line.strip():
         given, given_sources = _gunicorn_cmd_args(config, command_line)
+        if "forwarded_allow_ips" in given:
+            source = given_sources["forwarded_allow_ips"]
+            raise _option_error(
+                "forwarded_allow_ips", source, f"gunicorn's forwarded_allow_ips: {trust_instead}"
+            )
         options.update(given)
         sources.update(given_sources)
     options.update(flags)
@@ -590,7 +629,7 @@ def log_start_up_warnings(settings: Settings, *, demo: str | None) -> None:
         _log.warning(
             "ollama-default: no aliases configured: requests pass through to %s unchanged, and "
             "one that names no model gets Ollama's own error 'model is required'",
-            settings.upstream,
+            without_userinfo(settings.upstream),
         )
         _log.warning("ollama-default: %s", ADD_ALIAS_HINT)
 
@@ -622,13 +661,13 @@ def check(loaded: LoadedSettings) -> int:
     print("settings:")
     _print_table(_settings_rows(settings, sources), indent="  ")
     print()
-    upstream = settings.upstream
+    upstream = without_userinfo(settings.upstream)  # as shown; requests gets it whole
     installed: dict[str, str] | None = None
     loaded_keys: dict[str, str] | None = None
     try:
         with requests.Session() as session:
-            listed = _listed(session, upstream, "/api/tags")
-            installed, loaded_keys = listed, _listed(session, upstream, "/api/ps")
+            listed = _listed(session, settings.upstream, "/api/tags")
+            installed, loaded_keys = listed, _listed(session, settings.upstream, "/api/ps")
     except requests.RequestException as error:
         installed = None
         _fail(EXIT_FAILURE, _unreachable(upstream, error))
@@ -662,7 +701,7 @@ def _settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[tuple
     sources = dict(sources)
     default = settings.alias_table.default
     shown = {
-        "upstream": settings.upstream,
+        "upstream": without_userinfo(settings.upstream),
         "aliases": ", ".join(settings.aliases) or "none",
         "default": default.alias if default else "none",
         "prefix": settings.prefix or "none",

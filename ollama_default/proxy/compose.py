@@ -1,5 +1,5 @@
-"""The proxy's WSGI app, composed from settings: access log, prefix mount, DefaultModel,
-backend. Composition only: each piece does its own job.
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, transfer coding
+check, body deadlines, DefaultModel, backend. Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -16,10 +16,11 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from ..core.errors import RequestError
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
-from ..wsgi import respond_error
+from ..wsgi import respond_error, unsupported_transfer_coding
 from .config import Settings, load_settings
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .logs import configure_logging
+from .reading import ReadGuard
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -42,12 +43,20 @@ def build_app(
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
             max_connections=max_connections,
+            trusted_proxies=settings.trusted_proxies,
         )
     app: WSGIApplication = DefaultModel(
         backend,
         mapping=settings.alias_table,  # built once, with the settings
         max_body_bytes=settings.max_body_bytes,
+        max_buffered_bytes=settings.max_buffered_bytes,
         max_record_bytes=settings.max_record_bytes,
+    )
+    # Before anything reads a body: DefaultModel reads those of the routes it rewrites.
+    app = TransferCodingCheck(app)
+    # Every body read behind it, by DefaultModel or the forwarder, has a deadline.
+    app = ReadGuard(
+        app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
@@ -61,6 +70,24 @@ def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> I
     """Answer 404 for a path outside the prefix, in the client's error shape."""
     message = f"{environ.get('PATH_INFO', '')} is not under this proxy's prefix"
     return respond_error(environ, start_response, RequestError(404, message))
+
+
+class TransferCodingCheck:
+    """WSGI middleware: refuses a request body in a transfer coding other than chunked alone.
+
+    501 in the client's dialect, before ``app`` reads a byte: as Go's ``net/http`` answers
+    before Ollama's handlers run (see :func:`~ollama_default.wsgi.unsupported_transfer_coding`).
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            refused = unsupported_transfer_coding(environ)
+            if refused is not None:
+                return respond_error(environ, start_response, refused)
+        return self.app(environ, start_response)
 
 
 #: What to run instead of a server that serves one request at a time (see docs/proxy.rst).

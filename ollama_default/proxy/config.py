@@ -26,10 +26,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..core.aliases import AliasTable
+from ..core.checks import at_least
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
 from ..demo import DEMO_MODELS
-from ..middleware import MAX_BODY_BYTES
+from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
 from .declaration import (
     BYTES,
     DEFAULT_SOURCE,
@@ -52,7 +53,8 @@ from .declaration import (
     setting,
     text,
 )
-from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ip_networks, without_userinfo
+from .reading import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,15 +85,19 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 
 
 def http_url(key: str, value: object) -> str:
-    """Return ``value``, an ``http://`` or ``https://`` URL with a host and no query."""
+    """Return ``value``, an ``http://`` or ``https://`` URL with a host and no query.
+
+    A user and password in it are never shown: messages quote the URL without them.
+    """
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:  # such as an unclosed '[' around an IPv6 address
         parts = None
+    shown = without_userinfo(value) if isinstance(value, str) else value
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{key} {value!r} is not an http:// or https:// URL", key=key)
+        raise ConfigError(f"{key} {shown!r} is not an http:// or https:// URL", key=key)
     if parts.query or parts.fragment:
-        raise ConfigError(f"{key} {value!r} must not have a query or fragment", key=key)
+        raise ConfigError(f"{key} {shown!r} must not have a query or fragment", key=key)
     return str(value)
 
 
@@ -165,6 +171,14 @@ def _no_text(found: str) -> object:
 ALIAS_TABLE = Kind("a table", _no_text, alias_mapping, table=True)
 
 
+def _comma_separated(found: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in found.split(",") if part.strip())
+
+
+#: IP addresses and networks: a TOML list, or text with commas between them.
+ADDRESSES = Kind("IP addresses or networks, separated by commas", _comma_separated, ip_networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the proxy needs to know, checked as it is built.
@@ -177,7 +191,11 @@ class Settings:
     """
 
     upstream: str = setting(
-        DEFAULT_UPSTREAM, text(http_url), "Ollama's base URL.", flag=Option(metavar="URL")
+        DEFAULT_UPSTREAM,
+        text(http_url),
+        "Ollama's base URL. A user and password in it (``https://user:secret@host``) are "
+        "sent as HTTP Basic ``Authorization`` in place of the client's, and shown nowhere.",
+        flag=Option("Ollama's base URL", metavar="URL"),
     )
     aliases: Mapping[str, str] = setting(
         {},
@@ -210,6 +228,20 @@ class Settings:
         "a path prefix the proxy is served under, such as ``/llm``.",
         flag=Option("serve under this path prefix, such as /llm", metavar="PATH"),
     )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        ADDRESSES,
+        "the proxies in front of this one, whose ``X-Forwarded-*``, ``Forwarded`` and "
+        "``X-Real-IP`` headers are believed and passed on: IP addresses or networks, such "
+        'as ``["10.0.0.0/8"]`` (commas between them in the variable and the flag). From '
+        "any other client those headers are dropped, and the proxy sets its own. ``serve`` "
+        "gives gunicorn the same list as its ``forwarded_allow_ips``.",
+        flag=Option(
+            "the proxies in front of this one, whose X-Forwarded-* headers are believed: IP "
+            "addresses or networks, with commas between them",
+            metavar="ADDRESSES",
+        ),
+    )
     connect_timeout_s: float = setting(
         CONNECT_TIMEOUT_S, SECONDS, "how long to wait for the upstream to accept a connection."
     )
@@ -219,7 +251,32 @@ class Settings:
         "how long to wait for the upstream's next bytes; long, because the first byte can "
         "wait for a large model to load.",
     )
-    max_body_bytes: int = setting(MAX_BODY_BYTES, BYTES, "larger request bodies get 413.")
+    head_timeout_s: float = setting(
+        HEAD_TIMEOUT_S,
+        SECONDS,
+        "how long a request head may take from its first byte (``ollama-default serve``'s "
+        "worker; the wait for that first byte is gunicorn's ``keepalive``); then 408.",
+    )
+    body_timeout_s: float = setting(
+        BODY_TIMEOUT_S,
+        SECONDS,
+        "how long a request body may take, all of it: 408 after that. A body larger than "
+        "``max_body_bytes`` (a blob upload, streamed through) gets as long again for each "
+        "``max_body_bytes`` it holds (:ref:`limits`).",
+    )
+    max_body_bytes: int = setting(
+        MAX_BODY_BYTES,
+        BYTES,
+        "larger request bodies get 413, before they are read when their length says so; "
+        "64 MiB, above what the hosted APIs take (Anthropic 32 MB a request, OpenAI 50 MB "
+        "of images), so a chat with a dozen photos fits (:ref:`limits`).",
+    )
+    max_buffered_bytes: int = setting(
+        MAX_BUFFERED_BYTES,
+        BYTES,
+        "the request-body bytes a worker holds at once; a body that would pass it gets 503 "
+        "with ``Retry-After`` before it is read. At least ``max_body_bytes``.",
+    )
     max_record_bytes: int = setting(
         MAX_RECORD_BYTES, BYTES, "longer stream records are relayed without rewriting."
     )
@@ -255,6 +312,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        at_least("max_buffered_bytes", self.max_buffered_bytes, "max_body_bytes",
+                 self.max_body_bytes)  # fmt: skip
         # Its ConfigError's key says whether the aliases or the default are at fault.
         object.__setattr__(self, "alias_table", AliasTable(self.aliases, self.default))
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..core.errors import ConfigError
+from .forwarder import basic_authorization, without_userinfo
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -34,8 +35,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, pid, message, and the event's fields.
 
     An access line carries its fields (``method``, ``path``, ``status``, ``alias``,
-    ``model``, ``duration_ms``, ``bytes``, ``ttfb_ms``, ``client``, ``error``) as members,
-    so a log shipper needs no parsing.
+    ``model``, ``duration_ms``, ``bytes``, ``ttfb_ms``, ``client``, ``error``,
+    ``request_id``, ``client_left``) as members, so a log shipper needs no parsing.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -103,7 +104,12 @@ def startup_summary(
         backend = "serving the built-in demo backend"  # why: in the warning that follows
     else:
         state = {True: " (answering)", False: " (not answering yet)", None: ""}[upstream_answers]
-        backend = f"forwarding to {settings.upstream}{state}"
+        backend = f"forwarding to {without_userinfo(settings.upstream)}{state}"
+        if basic_authorization(settings.upstream) is not None:
+            backend += (
+                ", with the user and password of its URL as Basic Authorization in place of "
+                "the clients'"
+            )
     default = settings.alias_table.default.alias if settings.alias_table.default else None
     aliases = ", ".join(
         f"{alias} -> {target}" + (" (default)" if alias == default else "")

@@ -15,7 +15,8 @@ class ConnectionPool:
 
     :param scheme: ``http`` or ``https`` (verified TLS, the system's trust store).
     :param connect_timeout_s: how long a new connection may take.
-    :param read_timeout_s: the timeout a connection is handed out with, for each read.
+    :param read_timeout_s: the timeout a connection is handed out with, for each read
+        (a request may change it: the next one gets it back).
     :param max_idle: idle connections kept; more are closed when they are given back.
     """
 
@@ -49,6 +50,8 @@ class ConnectionPool:
             except IndexError:
                 break
             if is_open(idle):
+                # Whatever timeout its last request left on it.
+                idle.settimeout(self._read_timeout_s)
                 return idle
             idle.close()
         sock = socket.create_connection(self._address, timeout=self._connect_timeout_s)
@@ -78,8 +81,7 @@ class ConnectionPool:
 
 def is_open(sock: socket.socket) -> bool:
     """Whether an idle socket can carry a request: readable while idle means the upstream
-    closed it (or sent what nobody asked for)."""
-    timeout = sock.gettimeout()
+    closed it (or sent what nobody asked for). Leaves ``sock`` non-blocking."""
     sock.settimeout(0)
     try:
         sock.recv(1, socket.MSG_PEEK)
@@ -89,5 +91,3 @@ def is_open(sock: socket.socket) -> bool:
         return False
     else:
         return False
-    finally:
-        sock.settimeout(timeout)
