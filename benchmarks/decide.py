@@ -1,13 +1,15 @@
-"""CPU time and memory to decide large request bodies of many shapes, before and after #11.
+"""CPU time and memory to decide large request bodies of many shapes, and how long other
+requests wait meanwhile; before and after a change (#11).
 
 Run from the project root::
 
     .venv/bin/python benchmarks/decide.py                 # 100 MiB bodies; before at 10 MiB
     .venv/bin/python benchmarks/decide.py --size-mib 20 --before-size-mib 20
-    .venv/bin/python benchmarks/decide.py --shapes deep,numbers --before none
+    .venv/bin/python benchmarks/decide.py --shapes deep,numbers --before main
 
-It calls ``decide_json`` (``ollama_default.core.request_body``) for ``/api/chat`` with the
-alias ``llmodel`` routed to ``aya-expanse:8b-q8_0`` on bodies of these shapes:
+It calls ``decide_json_steps`` (``ollama_default.core.request_body``; ``decide_json`` in code
+that has no steps) for ``/api/chat`` with the alias ``llmodel`` routed to
+``aya-expanse:8b-q8_0`` on bodies of these shapes. Nested values:
 
 - ``base64``: one chat message holding one image, a single huge base64 string;
 - ``messages``: many small message objects (a long chat);
@@ -17,22 +19,47 @@ alias ``llmodel`` routed to ``aya-expanse:8b-q8_0`` on bodies of these shapes:
 - ``two-models``: a long chat with ``model`` at the start and again at the end, the body
   that took the pure-Python re-encoder past gunicorn's 30 s timeout;
 - ``model-at-end``: a long chat whose only ``model`` comes last;
-- ``numbers``: a ``context`` of millions of integers;
-- ``top-level-members``: millions of ``"model":"llama3.2"`` members, the last an alias.
+- ``numbers``: a ``context`` of millions of integers.
+
+Millions of top-level members, the last one ``"model":"llmodel"`` (each shape a way to make
+reading members one at a time cost a step of Python each, or many steps of a pattern):
+
+- ``top-level-members``: ``"model":"llama3.2"``, all of them fields;
+- ``model-nulls``: ``"model":null``, fields whose values do not count;
+- ``number-members``: ``"a":1``, the smallest members but one;
+- ``empty-keys``: ``"":0``, the smallest;
+- ``nested-members``: ``"a":[[[[]]]]``, values too deep for the member pattern;
+- ``object-members``: ``"a":{"b":{"c":{}}}``, the same with objects;
+- ``deep-members``: values 40 levels deep;
+- ``mixed-members``: ``"a":[[[[]]]]`` and ``"model":"llama3.2"`` by turns, deep values
+  among fields;
+- ``nested-fields``: ``"a":[[[{"model":"x"}]]]``, a field's key nested in each value;
+- ``long-keys``: keys of 5,000 letters;
+- ``escaped-keys``: keys of 200 escapes;
+- ``escaped-values``: string values of 200 escapes;
+- ``spaced-members``: 100 spaces after each member.
 
 Each body is decided in a child process of its own (so that one's memory does not count for
-another), twice: once for CPU time (``time.process_time``, building the body not counted),
-once for the peak of memory allocated while deciding (``tracemalloc``, which slows down code
-that allocates much, hence the separate run). The lines give both, for the code before #11
-(``--before``: a git revision, exported with ``git archive``; default ``aa3d186``, or
-``none``) and after it (this checkout), and the ratio of their CPU time per MiB. The code
-before #11 is measured on smaller bodies (``--before-size-mib``), as it takes tens of seconds
-and gigabytes on some 100 MiB shapes; a run over ``--timeout-s`` is shown as such.
+another), twice: once for CPU time (``time.process_time``, building the body not counted)
+and the longest step (the CPU time between two of the steps' yields, during which a worker
+serves nothing else, and the bytes it covered), once for the peak of memory allocated while
+deciding (``tracemalloc``, which slows down code that allocates much, hence the separate
+run). The lines give these for the code before (``--before``: a git revision, exported with
+``git archive``; default ``aa3d186``, the code before #11, or ``none``) and after (this
+checkout), and the ratio of their CPU time per MiB. The code before is measured on smaller
+bodies (``--before-size-mib``), as it takes tens of seconds and gigabytes on some 100 MiB
+shapes; a run over ``--timeout-s`` is shown as such.
 
 Target (#11): each 100 MiB shape decided in under a second of CPU on the project's 2-vCPU
 machine, memory a small multiple of the body (the body is copied at most a few times: the
-spliced body itself, and a blanked copy when it holds escaped quotes or backslashes). The
-default run takes about two minutes.
+spliced body itself, and a blanked copy when it holds escaped quotes or backslashes), and
+no step longer than some tens of milliseconds. Reading members costs some 100 ns each in
+CPython's ``re`` (the fastest loop over a member, ``"":0``, without a look at fields or
+white space, costs 37 ns), and counting brackets some 10 ns each: the shapes made of little
+else than members or brackets take about a second. Deep values among fields
+(``mixed-members``, ``nested-fields``) are read member by member by a pattern that follows
+values 128 levels deep, at some 20 ns a bracket: two to three and a half seconds. The
+default run takes several minutes, and some more with ``--before-size-mib 100``.
 """
 
 from __future__ import annotations
@@ -48,6 +75,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_CPU_S = 1.0
 MESSAGE = b'{"role":"user","content":"Hello there, how are you today?\\nI am fine, thanks."},'
+# Top-level members, repeated before a last "model":"llmodel".
+MEMBERS = {
+    "top-level-members": b'"model":"llama3.2",',
+    "model-nulls": b'"model":null,',
+    "number-members": b'"a":1,',
+    "empty-keys": b'"":0,',
+    "nested-members": b'"a":[[[[]]]],',
+    "object-members": b'"a":{"b":{"c":{}}},',
+    "deep-members": b'"a":' + b"[" * 40 + b"]" * 40 + b",",
+    "mixed-members": b'"a":[[[[]]]],"model":"llama3.2",',
+    "nested-fields": b'"a":[[[{"model":"x"}]]],',
+    "long-keys": b'"' + b"k" * 5_000 + b'":1,',
+    "escaped-keys": b'"' + b"\\n" * 200 + b'":1,',
+    "escaped-values": b'"a":"' + b"\\n" * 200 + b'",',
+    "spaced-members": b'"a":1' + b" " * 100 + b",",
+}
 
 
 def make_body(shape: str, size: int) -> bytes:
@@ -57,6 +100,8 @@ def make_body(shape: str, size: int) -> bytes:
     def repeat(unit: bytes) -> bytes:
         return unit * max(1, size // len(unit))
 
+    if shape in MEMBERS:
+        return b"{" + repeat(MEMBERS[shape]) + b'"model":"llmodel"}'
     if shape == "base64":
         image = base64.b64encode(b"\x89PNG\r\n" * (size // 8))[:size]
         return (
@@ -79,14 +124,12 @@ def make_body(shape: str, size: int) -> bytes:
         return b'{"messages":[' + repeat(MESSAGE)[:-1] + b'],"model":"llmodel"}'
     if shape == "numbers":
         return head + b'"context":[' + repeat(b"123456,")[:-1] + b"]" + tail
-    if shape == "top-level-members":
-        return b"{" + repeat(b'"model":"llama3.2",') + b'"model":"llmodel"}'
     raise ValueError(shape)
 
 
 SHAPES = (
     "base64", "messages", "empty-arrays", "deep", "tiny-strings", "two-models",
-    "model-at-end", "numbers", "top-level-members",
+    "model-at-end", "numbers", *MEMBERS,
 )  # fmt: skip
 
 CHILD = """
@@ -97,25 +140,45 @@ from decide import make_body
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
-from ollama_default.core.request_body import decide_json
+from ollama_default.core import request_body
 
 aliases = AliasTable({{"llmodel": "aya-expanse:8b-q8_0"}}, default="llmodel")
 endpoint = find_endpoint("/api/chat")
 body = make_body({shape!r}, {size})
-decide_json(b'{{"model":"llmodel"}}', endpoint, aliases)  # compiles the patterns: not timed
+request_body.decide_json(b'{{"model":"llmodel"}}', endpoint, aliases)  # compiles the patterns
+steps = getattr(request_body, "decide_json_steps", None)
+if steps is None:  # code without steps: one step
+    def steps(body, endpoint, aliases):
+        return request_body.decide_json(body, endpoint, aliases)
+        yield
 if {memory}:
     tracemalloc.start()
 started = time.process_time()
+longest_s, longest_bytes, at_s, at_byte = 0.0, 0, started, 0
 try:
-    decision = decide_json(body, endpoint, aliases)
-    outcome = decision.model
+    running = steps(body, endpoint, aliases)
+    while True:
+        try:
+            byte = next(running)
+        except StopIteration as done:
+            outcome = done.value.model
+            break
+        now = time.process_time()
+        if now - at_s > longest_s:
+            longest_s, longest_bytes = now - at_s, byte - at_byte
+        at_s, at_byte = now, byte
 except RequestError as error:
     outcome = "400 " + error.message[:60]
 except RecursionError:
     outcome = "RecursionError"
-cpu_s = time.process_time() - started
+ended = time.process_time()
+if ended - at_s > longest_s:  # the last step: its bytes are not told
+    longest_s, longest_bytes = ended - at_s, -1
 peak = tracemalloc.get_traced_memory()[1] if {memory} else 0
-print(json.dumps({{"cpu_s": cpu_s, "peak": peak, "size": len(body), "outcome": outcome}}))
+print(json.dumps({{
+    "cpu_s": ended - started, "peak": peak, "size": len(body), "outcome": outcome,
+    "step_s": longest_s, "step_bytes": longest_bytes,
+}}))
 """
 
 
@@ -130,7 +193,10 @@ def measure(code: Path, shape: str, size: int, memory: bool, timeout_s: float) -
     except subprocess.TimeoutExpired:
         return None
     if done.returncode:
-        return {"cpu_s": float("nan"), "peak": 0, "size": size, "outcome": done.stderr[-80:]}
+        return {
+            "cpu_s": float("nan"), "peak": 0, "size": size, "outcome": done.stderr[-80:],
+            "step_s": float("nan"), "step_bytes": 0,
+        }  # fmt: skip
     result: dict = json.loads(done.stdout)
     return result
 
@@ -151,9 +217,12 @@ def line(label: str, result: dict | None, timeout_s: float) -> str:
     mib = result["size"] / 2**20
     peak = result["peak"] / 2**20
     rate = result["cpu_s"] / mib * 1000
+    scanned = result["step_bytes"]
+    step_mib = f"{scanned / 2**20:5.2f} MiB" if scanned >= 0 else "the end"
+    step = f"longest step {result['step_s'] * 1000:5.1f} ms ({step_mib})"
     return (
         f"{label:7s} {mib:6.1f} MiB  cpu {result['cpu_s']:7.3f} s ({rate:6.2f} ms/MiB)"
-        f"  peak {peak:7.1f} MiB ({peak / mib:4.1f}x)  -> {result['outcome']}"
+        f"  peak {peak:7.1f} MiB ({peak / mib:4.1f}x)  {step}  -> {result['outcome']}"
     )
 
 

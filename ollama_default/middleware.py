@@ -10,7 +10,8 @@ kept under a lock).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,9 @@ from .core.codings import check_content_encoding
 from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
+from .core.gojson import SLICE_BYTES
 from .core.multipart import decide_multipart, decide_query
-from .core.request_body import Decision, decide_json, decide_name
+from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
 from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
@@ -173,8 +175,10 @@ class DefaultModel:
         if endpoint.body is Body.MULTIPART:
             content_type = environ.get("CONTENT_TYPE", "")
             decision = decide_multipart(body, content_type, endpoint, self.aliases)
-        else:
+        elif len(body) <= SLICE_BYTES:
             decision = decide_json(body, endpoint, self.aliases)
+        else:
+            decision = _yielding(decide_json_steps(body, endpoint, self.aliases))
         if decision.body is not None:
             # The body sent on replaces the one read: hold what it holds.
             reservation.grow(len(decision.body) - len(body), forced=True)
@@ -243,6 +247,19 @@ def _mapping(
     if alias is None or target is None:
         raise ConfigError("give alias and target, or a mapping of aliases")
     return {alias: target}
+
+
+def _yielding(steps: Generator[int, None, Decision]) -> Decision:
+    """Run the steps of a decision, letting other requests run between them: under gevent's
+    monkey-patching, ``time.sleep(0)`` yields to other greenlets (streams on the same worker
+    go on); under threads it releases the GIL."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            decision: Decision = done.value
+            return decision
+        time.sleep(0)
 
 
 def _set_body(environ: WSGIEnvironment, body: bytes, reservation: Reservation) -> None:

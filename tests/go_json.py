@@ -32,7 +32,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Unreadable(Exception):
-    """Go refuses this body (syntax error, or a first value that is not an object or null)."""
+    """Go refuses this body (syntax error, or a first value that is not an object or null).
+
+    ``at`` is the offset of the byte the parser stopped at, when it says (the byte Go names
+    in its error, as both stop at the first byte that cannot come next).
+    """
+
+    def __init__(self, message: str, at: int | None = None) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 class GivesUp(Exception):
@@ -71,6 +79,9 @@ def read(body: bytes) -> Members | None:
         value, _ = _DECODER.raw_decode(text, start)
     except RecursionError:
         raise GivesUp from None
+    except json.JSONDecodeError as error:
+        at = len(text[: error.pos].encode("utf-8", "surrogateescape"))
+        raise Unreadable(str(error), at) from None
     except ValueError as error:
         raise Unreadable(str(error)) from None
     if value is None:

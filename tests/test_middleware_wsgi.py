@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from webtest import TestApp
 
 from ollama_default import AliasTable, ConfigError, DefaultModel
+from ollama_default.core.gojson import SLICE_BYTES
 
 TARGET = "aya-expanse:8b-q8_0"
 LINE = b'{"model":"aya-expanse:8b-q8_0","response":"hi","done":false}\n'
@@ -402,3 +406,59 @@ def test_a_built_alias_table_is_used_as_it_is() -> None:
     assert middleware.aliases is table
     with pytest.raises(ConfigError, match="an AliasTable holds its aliases and default"):
         DefaultModel(replying("200 OK", []), mapping=table, default="embed")
+
+
+def test_streams_keep_flowing_while_a_large_body_is_decided_under_gevent() -> None:
+    # Under gevent's monkey-patching time.sleep(0) yields to the other greenlets; here the
+    # patch is this one function, and the greenlets yield to each other and to nothing else.
+    gevent = pytest.importorskip("gevent")
+    big = b"{" + b'"model":"llama3.2",' * 450_000 + b'"model":"llmodel"}'  # 8 MiB
+    events: list[tuple[str, float]] = []
+    decided = []
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgi.input"].read()
+        if environ["PATH_INFO"] == "/api/chat":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"model":"aya-expanse:8b-q8_0","done":true}']
+        start_response("200 OK", [("Content-Type", "application/x-ndjson")])
+
+        def records() -> Iterator[bytes]:
+            for _ in range(1_000_000):  # a bound, should the decision never end
+                if decided:
+                    return
+                gevent.sleep(0)
+                yield LINE
+
+        return records()
+
+    middleware = DefaultModel(app, alias="llmodel", target=TARGET)
+
+    def stream() -> None:
+        for record in call(middleware, "/api/generate", b'{"model":"llmodel"}').app_iter:
+            assert record == SHOWN
+            events.append(("record", time.perf_counter()))
+
+    def decide() -> None:
+        response = call(middleware, "/api/chat", big)
+        assert response.body() == b'{"model":"llmodel","done":true}'
+        decided.append(True)
+
+    def pause(seconds: float) -> None:
+        events.append(("slice", time.perf_counter()))
+        gevent.sleep(seconds)
+
+    with mock.patch.object(time, "sleep", pause):
+        streamer = gevent.spawn(stream)
+        gevent.sleep(0)  # the stream has started
+        started = time.perf_counter()
+        gevent.spawn(decide).get()
+        took = time.perf_counter() - started
+        streamer.get()
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("slice") >= len(big) // SLICE_BYTES - 1
+    # Between two slices of the decision, the stream sent a record.
+    assert ("slice", "slice") not in set(itertools.pairwise(kinds))
+    during = [at for kind, at in events if kind == "record" and at >= started]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(during)]
+    assert max(gaps) < took / 2

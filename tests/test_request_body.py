@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from unittest import mock
 
 import go_json
@@ -19,7 +20,7 @@ from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
-from ollama_default.core.request_body import Decision, decide_json
+from ollama_default.core.request_body import Decision, decide_json, decide_json_steps
 
 ALIASES = AliasTable(
     {"llmodel": "aya-expanse:8b-q8_0", "embed": "nomic-embed-text:latest"}, default="llmodel"
@@ -552,3 +553,164 @@ def test_a_large_body_of_mixed_shapes_reads_as_go_reads_it() -> None:
         at = len(body) // 2 + 12_345
         damaged = body[:at] + damage + body[at:]
         check_decision(damaged, "/api/chat")
+
+
+# --- Properties: the bulk paths read as the member-by-member one, and as Go ----------------
+
+DEEP = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["a", "model", "Name", "n\\u0061me", ""]), inner, max_size=3
+        )
+    ),
+    max_leaves=16,
+)
+
+
+@st.composite
+def member_values(draw: st.DrawFn) -> str:
+    """A member's value: any of json_text's, nested deep, or brackets alone many levels deep."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(json_text())
+    if kind == 1:
+        return json.dumps(draw(DEEP), ensure_ascii=draw(st.booleans()))
+    depth = draw(st.integers(1, 12))
+    opener = draw(st.sampled_from(["[", '{"model":']))
+    closer = "]" if opener == "[" else "}"
+    return opener * depth + draw(st.sampled_from(["", "1", '"x"', "[]", "{}"])) + closer * depth
+
+
+@st.composite
+def many_members(draw: st.DrawFn) -> bytes:
+    """An object of up to some forty members, fields among them or not, so that with steps
+    of a few bytes its members are read, skipped and checked in every way."""
+    members = []
+    for _ in range(draw(st.integers(0, 40))):
+        if draw(st.integers(0, 3)) == 0:
+            key = draw(st.sampled_from([k for ks in KEY_SPELLINGS.values() for k in ks]))
+        else:
+            key = draw(st.sampled_from(OTHER_KEYS))
+        ws = [draw(WHITESPACE) for _ in range(3)]
+        members.append(f'{ws[0]}"{key}"{ws[1]}:{ws[2]}{draw(member_values())}')
+    text = "{" + ",".join(members) + draw(WHITESPACE) + "}"
+    return text.encode("utf-8", "surrogatepass").replace("\xe9".encode(), b"\xe9") + draw(
+        st.sampled_from([b"", b" ", b"]", b'"', b'"[{', b',"model":"llmodel"}'])
+    )
+
+
+@contextlib.contextmanager
+def small_steps(data: st.DataObject) -> Iterator[None]:
+    """Windows, slices, chunks and nesting of a few bytes or levels, so that the bulk paths
+    run on small generated bodies as on bodies of megabytes."""
+    sizes = {
+        "_FIRST_WINDOW_BYTES": data.draw(st.integers(1, 64)),
+        "SLICE_BYTES": data.draw(st.integers(1, 256)),
+        "_DEEP_MEMBER_BYTES": data.draw(st.integers(1, 64)),
+        "_CHECKED_LEVELS": data.draw(st.integers(1, 4)),
+        "_WALK_BYTES": data.draw(st.integers(1, 8)),
+        "_FIRST_CHUNK_BYTES": data.draw(st.integers(1, 16)),
+        "_LARGEST_CHUNK_BYTES": data.draw(st.integers(16, 64)),
+    }
+    with contextlib.ExitStack() as patches:
+        for name, size in sizes.items():
+            patches.enter_context(mock.patch.object(gojson, name, size))
+        yield
+
+
+def outcome(body: bytes, path: str) -> Decision | tuple[str, int]:
+    """The decision on a body, or the refusal's words and the offset of the byte they name."""
+    endpoint = find_endpoint(path)
+    assert endpoint is not None
+    try:
+        return decide_json(body, endpoint, ALIASES)
+    except RequestError as error:
+        return error.message, getattr(error, "at", -1)
+
+
+def check_bulk_reading(body: bytes, path: str, data: st.DataObject) -> None:
+    """The property: read in small steps, a body reads as Go reads it; one Go reads is decided
+    as member by member; only one refused member by member is refused, and then with the same
+    words when those name the byte Go stops at (Go's words for its first error)."""
+    by_members = outcome(body, path)
+    with small_steps(data):
+        check_decision(body, path)
+        in_steps = outcome(body, path)
+    try:
+        go_json.read(body)
+    except go_json.Unreadable as refusal:
+        # Members skipped in bulk go on unread, so a body may be refused member by member
+        # and go on in steps (Go refuses it). Inside nested values only brackets and string
+        # ends are read: an error there can make a reading stop at a later byte, where the
+        # two may differ.
+        if isinstance(in_steps, tuple):
+            assert isinstance(by_members, tuple)
+            if by_members[1] == refusal.at:
+                assert in_steps == by_members
+        return
+    except go_json.GivesUp:
+        return
+    assert in_steps == by_members
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=many_members(), path=st.sampled_from(PATHS), data=st.data())
+def test_members_read_in_bulk_read_as_go_reads_them(
+    body: bytes, path: str, data: st.DataObject
+) -> None:
+    check_bulk_reading(body, path, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=many_members(), path=st.sampled_from(PATHS), data=st.data())
+def test_a_damaged_body_read_in_bulk_is_refused_in_go_words_or_still_refused_by_go(
+    body: bytes, path: str, data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(0, len(body)))
+    damage = data.draw(
+        st.sampled_from([b"", b",", b"]", b"}", b"[", b"{", b'"', b"\\", b":", b"x", b" ", b"\x01"])
+    )
+    cut = data.draw(st.integers(0, 2))
+    check_bulk_reading(body[:at] + damage + body[at + cut :], path, data)
+
+
+# --- Steps: a large body is decided in slices of bounded work ----------------------------
+
+MESSAGE = b'{"role":"user","content":"Hello there, how are you today?\\nI am fine."},'
+LARGE_BODIES = {
+    "messages": b'{"model":"llmodel","messages":[' + MESSAGE * 60_000 + b'{"role":"user"}]}',
+    "members": b"{" + b'"a":[[[[]]]],"model":"llama3.2",' * 150_000 + b'"model":"llmodel"}',
+    "deep": b'{"model":"llmodel","x":[' + (b"[" * 9_000 + b"]" * 9_000 + b",") * 250 + b"1]}",
+}
+
+
+@pytest.mark.parametrize("shape", LARGE_BODIES)
+def test_a_large_body_is_decided_in_steps_of_a_slice_of_work(shape: str) -> None:
+    body = LARGE_BODIES[shape]
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    steps = decide_json_steps(body, endpoint, ALIASES)
+    reached = []
+    while True:
+        try:
+            reached.append(next(steps))
+        except StopIteration as done:
+            decision = done.value
+            break
+    assert len(reached) >= len(body) // gojson.SLICE_BYTES - 1
+    assert reached == sorted(reached)
+    assert decision == decide_json(body, endpoint, ALIASES)
+    assert decision.model == TARGET
+
+
+def test_a_small_body_is_decided_in_one_step() -> None:
+    endpoint = find_endpoint("/api/chat")
+    assert endpoint is not None
+    steps = decide_json_steps(
+        b'{"model":"llmodel","messages":[' + MESSAGE * 100 + b"{}]}", endpoint, ALIASES
+    )
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    assert done.value.value.model == TARGET

@@ -5,7 +5,9 @@ The decision is made on the body as Ollama (Go's ``encoding/json`` behind gin's
 reading is :func:`~ollama_default.core.gojson.read_object`'s, which says how Go reads and
 what it checks. The document is never built nor written out again: the new body is the
 old one with the bytes of one value replaced (or one member inserted), and anything after
-the first JSON value, which Ollama ignores, dropped.
+the first JSON value, which Ollama ignores, dropped. A large body is decided in steps of
+about a MiB of work (:func:`decide_json_steps`), between which a server serves its other
+requests.
 
 Which bytes change, for a reference whose keys are, say, ``("model", "name")`` (Ollama's
 ``cmp.Or(req.Model, req.Name)``): Go decodes into each field the last member whose key
@@ -27,14 +29,15 @@ Pure: bytes in, bytes out; no I/O, no WSGI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
-from .gojson import Member, ObjectReading, json_string, read_object
+from .gojson import Member, ObjectReading, drain, json_string, read_object_steps
 
-_JSON_WHITESPACE = b" \t\r\n"
+_NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,23 @@ def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decisio
 
     :raises RequestError: 400 for a body Ollama could not read as a JSON object.
     """
-    if not body.strip(_JSON_WHITESPACE):
+    return drain(decide_json_steps(body, endpoint, aliases))
+
+
+def decide_json_steps(
+    body: bytes, endpoint: Endpoint, aliases: AliasTable
+) -> Generator[int, None, Decision]:
+    """:func:`decide_json` in steps: a generator that yields after each slice of the work
+    (about :data:`~ollama_default.core.gojson.SLICE_BYTES` of the body scanned), and returns
+    the decision, so that a server can serve other requests between slices of a large body.
+
+    :raises RequestError: as :func:`decide_json`, from the step that finds the fault.
+    """
+    if _NOT_JSON_WHITESPACE.search(body) is None:
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
     fields = tuple(dict.fromkeys(key for keys in endpoint.model_fields for key in keys))
-    reading = read_object(body, fields)
+    reading = yield from read_object_steps(body, fields)
     renames: list[Rename] = []
     models: list[str | None] = []
     edits: list[tuple[int, int, bytes]] = []
