@@ -183,7 +183,7 @@ def test_other_duplicate_members_are_kept_in_order_for_the_app_to_read() -> None
         ("/api/show", b'{"model":"","name":"llmodel"}', {"model": "", "name": TARGET}, ["llmodel"]),
         ("/api/show", b'{"model":"llama3.2","name":"llmodel"}', None, []),
         ("/api/pull", b'{"name":"llmodel"}', {"name": TARGET}, ["llmodel"]),
-        ("/api/delete", b'{"model":"embed"}', {"model": "nomic-embed-text:latest"}, ["embed"]),
+        ("/api/delete", b'{"model":"llama3.2"}', None, []),
         (
             "/api/copy",
             b'{"source":"llmodel","destination":"backup"}',
