@@ -20,6 +20,7 @@ from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
+from ollama_default.core.naming import RefusedName
 from ollama_default.core.request_body import Decision, decide_json, decide_json_steps
 
 ALIASES = AliasTable(
@@ -454,6 +455,18 @@ def check_decision(body: bytes, path: str) -> None:
         return
     try:
         decision = decide_json(body, endpoint, ALIASES)
+    except RefusedName as error:
+        # An alias where a model would be made, removed or published: Go reads it there
+        # (or refuses the body for a fault nested deeper, which we do not look for).
+        assert error.status == 403
+        if not go_refuses:
+            held = [
+                name
+                for keys, name in zip(endpoint.model_fields, expected_references(members, path))
+                if keys[0] in endpoint.destination_fields
+            ]
+            assert any(isinstance(n, str) and ALIASES.resolve(n) for n in held), held
+        return
     except RequestError as error:
         assert go_refuses, error.message
         assert error.status == 400
