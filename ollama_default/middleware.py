@@ -153,8 +153,16 @@ class DefaultModel:
         ):
             return self.app(environ, start_response)
         reservation = Reservation(self.buffered)
+        body: bytes | None = None
         try:
             decision = self._decide(environ, endpoint, reservation, self.naming)
+            may_fall_back = (
+                not decision.renames
+                and decision.model is not None
+                and self.naming.may_fall_back(endpoint)
+            )
+            if may_fall_back:
+                body = self._keep_body(environ, reservation)
         except RequestError as error:
             reservation.release()
             if isinstance(error, RefusedName):
@@ -169,8 +177,8 @@ class DefaultModel:
         try:
             if decision.renames:
                 app_iter = self._exchange(environ, start_response, endpoint, decision)
-            elif decision.model is not None and self.naming.may_fall_back(endpoint):
-                app_iter = self._attempt(environ, start_response, endpoint, reservation)
+            elif may_fall_back:
+                app_iter = self._attempt(environ, start_response, endpoint, reservation, body)
             else:
                 app_iter = self.app(environ, start_response)
         except BaseException:
@@ -204,17 +212,14 @@ class DefaultModel:
         start_response: StartResponse,
         endpoint: Endpoint,
         reservation: Reservation,
+        body: bytes | None,
     ) -> _FallbackAttempt:
         """Call the app for a request naming a real model, ready to send it again with the
         default if the upstream says it does not have the model.
 
-        The body is kept until the response ends (and stays reserved), so that it can be
-        sent twice; so are the query and the raw request line, which a retry decides anew.
+        :param body: the request's body, kept (:meth:`_keep_body`); the query and the raw
+            request line are kept here, for a retry to decide anew.
         """
-        held = environ.get("wsgi.input")
-        body = held.body if isinstance(held, HeldBody) else None
-        if body is not None:
-            environ["wsgi.input"] = HeldBody(body, _keep)
         kept = {key: environ[key] for key in _RETRY_KEYS if key in environ}
 
         def retry() -> Iterable[bytes]:
@@ -232,6 +237,23 @@ class DefaultModel:
             return self._exchange(environ, start_response, endpoint, decision)
 
         return _FallbackAttempt(self.app, environ, start_response, retry)
+
+    def _keep_body(self, environ: WSGIEnvironment, reservation: Reservation) -> bytes | None:
+        """Return the request's body, read if the decision did not need it, and keep it until
+        the response ends (reserved as long), so that it can be sent twice.
+
+        :raises RequestError: as :meth:`_read_body`.
+        """
+        held = environ.get("wsgi.input")
+        if isinstance(held, HeldBody):
+            body: bytes | None = held.body
+        else:  # a model in the query decided: the form has not been read
+            body = self._read_body(environ, reservation)
+            if body is None:
+                return None
+            _set_body(environ, body, reservation)
+        environ["wsgi.input"] = HeldBody(body or b"", _keep)
+        return body
 
     def _decide(
         self,

@@ -462,7 +462,9 @@ def check_decision(body: bytes, path: str) -> None:
         if not go_refuses:
             held = [
                 name
-                for keys, name in zip(endpoint.model_fields, expected_references(members, path))
+                for keys, name in zip(
+                    endpoint.model_fields, expected_references(members, path), strict=True
+                )
                 if keys[0] in endpoint.destination_fields
             ]
             assert any(isinstance(n, str) and ALIASES.resolve(n) for n in held), held

@@ -98,14 +98,11 @@ class Naming:
         keys: set[str] = set()
         for name in default_names:
             if not isinstance(name, str) or not name.strip():
-                raise ConfigError(
-                    f"default_names: {name!r} is not a model name", key=DEFAULT_NAMES
-                )
+                raise ConfigError(f"default_names: {name!r} is not a model name", key=DEFAULT_NAMES)
             route = aliases.resolve(name)
             if route is not None:
                 raise ConfigError(
-                    f"default_names: {name!r} is the alias {route.alias!r}; a name cannot be "
-                    "both",
+                    f"default_names: {name!r} is the alias {route.alias!r}; a name cannot be both",
                     key=DEFAULT_NAMES,
                 )
             keys.add(name_key(name))
@@ -136,12 +133,11 @@ class Naming:
                 raise RefusedName(403, message, name, route)
             return name, route
         default = self.aliases.default
-        if default is None or not endpoint.takes_default:
-            pass
-        elif self.default_keys and name_key(name) in self.default_keys:
-            return default.alias, default
-        elif self.hide_real_models and self.fallback_to_default and endpoint.falls_back:
-            return default.alias, default
+        if default is not None and endpoint.takes_default:
+            if self.default_keys and name_key(name) in self.default_keys:
+                return default.alias, default
+            if self.hide_real_models and self.fallback_to_default and endpoint.falls_back:
+                return default.alias, default
         if self.hide_real_models:
             raise RefusedName(404, not_found_message(name, endpoint, field), name, None)
         return None

@@ -239,9 +239,7 @@ class Settings:
         'such as ``["default", "unknown"]`` for clients that send those (commas between them '
         "in the variable and the flag); compared as Ollama compares model names "
         "(:ref:`default-names`).",
-        flag=Option(
-            "names that mean the default alias, with commas between them", metavar="NAMES"
-        ),
+        flag=Option("names that mean the default alias, with commas between them", metavar="NAMES"),
     )
     fallback_to_default: bool = setting(
         False,
