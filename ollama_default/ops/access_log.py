@@ -32,8 +32,8 @@ class AccessLog:
     and the model that answered (left in ``environ`` by :class:`~ollama_default.DefaultModel`),
     the duration, the bytes sent, and for streams the time to the first byte; when the default
     answered for a model the upstream does not have, the model asked for (``fallback_from``).
-    A request we refused, an unreachable or slow upstream and a stream cut short are logged at WARNING
-    with their reason (in full, where the client is told less: an upstream's address is
+    A request we refused, an unreachable or slow upstream and a stream cut short are logged
+    at WARNING with their reason (in full, where the client is told less: an upstream's address is
     for the operator only, and the client gets the line's ``request_id`` to quote);
     everything else at INFO. A client that leaves before the end of its response is noted.
 
