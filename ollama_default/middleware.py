@@ -577,10 +577,10 @@ class _FallbackAttempt:
 
     def _release(self) -> Iterator[bytes]:
         """Send the held head, and the bytes held; from now on the answer goes as it comes."""
-        assert self._head is not None and self._held is not None
-        status, headers, exc_info = self._head
-        held, self._held = b"".join(self._held), None
-        self._start_response(status, headers, exc_info)
+        if self._head is not None:
+            status, headers, exc_info = self._head
+            self._start_response(status, headers, exc_info)
+        held, self._held = b"".join(self._held or ()), None
         if held:
             yield held
 
