@@ -10,6 +10,7 @@ kept under a lock).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -26,12 +27,14 @@ from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
 from .core.gojson import SLICE_BYTES
 from .core.multipart import decide_multipart, decide_query
+from .core.naming import Naming, RefusedName, is_model_not_found
 from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
 from .core.rewriting import Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
     ERROR_KEY,
+    FALLBACK_KEY,
     MODEL_KEY,
     TARGET_HEADER,
     BufferBudget,
@@ -86,8 +89,18 @@ class DefaultModel:
         middleware serves together; a body that would pass it gets 503 with
         ``Retry-After`` before it is read. At least ``max_body_bytes``.
     :param max_record_bytes: a response line or event longer than this is relayed as is.
-    :raises ConfigError: when the aliases do not make a consistent table, or a limit is not
-        a positive number of bytes.
+    :param hide_real_models: clients may name aliases only: a request naming any other model
+        is refused with 404, worded as Ollama words a missing model, and never reaches
+        ``app``; the ``X-Ollama-Default-Target`` header is not sent.
+    :param default_names: names that mean "the default alias" on the endpoints that take a
+        default (``"default"``, ``"unknown"``), compared as Ollama compares model names.
+    :param fallback_to_default: a request to an inference endpoint naming a model that ``app``
+        answers is not found (404, Ollama's ``model ... not found``) is sent again, once,
+        with the default in its place; responses show the default alias. With
+        ``hide_real_models``, such names go to the default at once.
+    :raises ConfigError: when the aliases do not make a consistent table, a limit is not
+        a positive number of bytes, or the default names or the fallback do not fit the
+        aliases (:meth:`~ollama_default.core.naming.Naming.build`).
     """
 
     def __init__(
@@ -101,6 +114,9 @@ class DefaultModel:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        hide_real_models: bool = False,
+        default_names: Iterable[str] = (),
+        fallback_to_default: bool = False,
     ) -> None:
         self.app = app
         if isinstance(mapping, AliasTable):
@@ -113,6 +129,18 @@ class DefaultModel:
         positive_bytes("max_buffered_bytes", max_buffered_bytes)
         at_least("max_buffered_bytes", max_buffered_bytes, "max_body_bytes", max_body_bytes)
         self.max_record_bytes = positive_bytes("max_record_bytes", max_record_bytes)
+        self.naming = Naming.build(
+            self.aliases,
+            default_names=default_names,
+            hide_real_models=hide_real_models,
+            fallback_to_default=fallback_to_default,
+        )
+        self.hide_real_models = self.naming.hide_real_models
+        # A request tried again with the default reads its names this way: every name that
+        # is not an alias goes to the default.
+        self._falling_back = dataclasses.replace(
+            self.naming, hide_real_models=True, fallback_to_default=True
+        )
         # The one piece of state requests share: the bytes their bodies hold.
         self.buffered = BufferBudget(max_buffered_bytes)
 
@@ -125,26 +153,34 @@ class DefaultModel:
         ):
             return self.app(environ, start_response)
         reservation = Reservation(self.buffered)
+        body: bytes | None = None
         try:
-            decision = self._decide(environ, endpoint, reservation)
+            decision = self._decide(environ, endpoint, reservation, self.naming)
+            may_fall_back = (
+                not decision.renames
+                and decision.model is not None
+                and self.naming.may_fall_back(endpoint)
+            )
+            if may_fall_back:
+                body = self._keep_body(environ, reservation)
         except RequestError as error:
             reservation.release()
+            if isinstance(error, RefusedName):
+                _record_refused(environ, error)
             return respond_error(environ, start_response, error, endpoint.dialect)
         except BaseException:
             reservation.release()
             raise
         if decision.model is not None:
             environ[MODEL_KEY] = decision.model
+        app_iter: Iterable[bytes]
         try:
-            if not decision.renames:
-                app_iter = self.app(environ, start_response)
+            if decision.renames:
+                app_iter = self._exchange(environ, start_response, endpoint, decision)
+            elif may_fall_back:
+                app_iter = self._attempt(environ, start_response, endpoint, reservation, body)
             else:
-                environ[ALIAS_KEY] = decision.renames[0].client_name
-                restorer = NameRestorer(decision.renames, endpoint.response_fields)
-                targets = ", ".join(rename.route.target for rename in decision.renames)
-                app_iter = _Exchange(
-                    self.app, environ, start_response, restorer, self.max_record_bytes, targets
-                )
+                app_iter = self.app(environ, start_response)
         except BaseException:
             reservation.release()
             raise
@@ -153,32 +189,111 @@ class DefaultModel:
             return ClosingIterator(app_iter, reservation.release)
         return app_iter
 
+    def _exchange(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        endpoint: Endpoint,
+        decision: Decision,
+    ) -> _Exchange:
+        """Call the app for a request that used an alias (or got the default)."""
+        environ[ALIAS_KEY] = decision.renames[0].client_name
+        restorer = NameRestorer(decision.renames, endpoint.response_fields)
+        targets = None
+        if not self.hide_real_models:
+            targets = ", ".join(rename.route.target for rename in decision.renames)
+        return _Exchange(
+            self.app, environ, start_response, restorer, self.max_record_bytes, targets
+        )
+
+    def _attempt(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        endpoint: Endpoint,
+        reservation: Reservation,
+        body: bytes | None,
+    ) -> _FallbackAttempt:
+        """Call the app for a request naming a real model, ready to send it again with the
+        default if the upstream says it does not have the model.
+
+        :param body: the request's body, kept (:meth:`_keep_body`); the query and the raw
+            request line are kept here, for a retry to decide anew.
+        """
+        kept = {key: environ[key] for key in _RETRY_KEYS if key in environ}
+
+        def retry() -> Iterable[bytes]:
+            asked = environ[MODEL_KEY]
+            for key in _RETRY_KEYS:
+                environ.pop(key, None)
+            environ.update(kept)
+            decision = self._decide(
+                environ, endpoint, reservation, self._falling_back, held_body=body
+            )
+            if not decision.renames:  # pragma: no cover - every name falls back
+                return self.app(environ, start_response)
+            environ[MODEL_KEY] = decision.renames[0].route.target
+            environ[FALLBACK_KEY] = asked
+            return self._exchange(environ, start_response, endpoint, decision)
+
+        return _FallbackAttempt(self.app, environ, start_response, retry)
+
+    def _keep_body(self, environ: WSGIEnvironment, reservation: Reservation) -> bytes | None:
+        """Return the request's body, read if the decision did not need it, and keep it until
+        the response ends (reserved as long), so that it can be sent twice.
+
+        :raises RequestError: as :meth:`_read_body`.
+        """
+        held = environ.get("wsgi.input")
+        if isinstance(held, HeldBody):
+            body: bytes | None = held.body
+        else:  # a model in the query decided: the form has not been read
+            body = self._read_body(environ, reservation)
+            if body is None:
+                return None
+            _set_body(environ, body, reservation)
+        environ["wsgi.input"] = HeldBody(body or b"", _keep)
+        return body
+
     def _decide(
-        self, environ: WSGIEnvironment, endpoint: Endpoint, reservation: Reservation
+        self,
+        environ: WSGIEnvironment,
+        endpoint: Endpoint,
+        reservation: Reservation,
+        naming: Naming,
+        *,
+        held_body: bytes | None = None,
     ) -> Decision:
+        """Decide the request, and leave in ``environ`` what is sent on.
+
+        :param held_body: the body already read, for a request decided again.
+        """
         if endpoint.path_model:
-            return _decide_path(environ, endpoint, self.aliases)
+            return _decide_path(environ, endpoint, naming)
         if endpoint.body is Body.MULTIPART:
             # Go's FormValue reads the query before the form: a model there decides,
             # and the body is not read at all.
-            decided = decide_query(environ.get("QUERY_STRING", ""), endpoint, self.aliases)
+            decided = decide_query(environ.get("QUERY_STRING", ""), endpoint, naming)
             if decided is not None:
                 if decided.query is not None:
                     _set_query(environ, decided.query)
+                if held_body is not None:
+                    _set_body(environ, held_body, reservation)
                 return decided.decision
-        # Refused before a byte is read: a body Ollama would decode first.
-        check_content_encoding(endpoint, environ.get("HTTP_CONTENT_ENCODING"))
-        body = self._read_body(environ, reservation)
+        if held_body is None:
+            # Refused before a byte is read: a body Ollama would decode first.
+            check_content_encoding(endpoint, environ.get("HTTP_CONTENT_ENCODING"))
+        body = held_body if held_body is not None else self._read_body(environ, reservation)
         if body is None:
             return Decision(None, ())
         # Any other Content-Encoding: Ollama reads the raw bytes, and so do we.
         if endpoint.body is Body.MULTIPART:
             content_type = environ.get("CONTENT_TYPE", "")
-            decision = decide_multipart(body, content_type, endpoint, self.aliases)
+            decision = decide_multipart(body, content_type, endpoint, naming)
         elif len(body) <= SLICE_BYTES:
-            decision = decide_json(body, endpoint, self.aliases)
+            decision = decide_json(body, endpoint, naming)
         else:
-            decision = _yielding(decide_json_steps(body, endpoint, self.aliases))
+            decision = _yielding(decide_json_steps(body, endpoint, naming))
         if decision.body is not None:
             # The body sent on replaces the one read: hold what it holds.
             reservation.grow(len(decision.body) - len(body), forced=True)
@@ -279,12 +394,12 @@ def _set_query(environ: WSGIEnvironment, query: str) -> None:
             environ[key] = raw.split("?", 1)[0] + "?" + query
 
 
-def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, aliases: AliasTable) -> Decision:
+def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, naming: Naming) -> Decision:
     path: str = environ["PATH_INFO"]
     prefix = endpoint.path.split("{", 1)[0]
     # PEP 3333: PATH_INFO is bytes decoded as latin-1; Ollama reads the path as UTF-8.
     name = path[len(prefix) :].encode("latin-1").decode("utf-8", "replace")
-    rename = decide_name(name, aliases)
+    rename = decide_name(name, naming, endpoint)
     if rename is None:
         return Decision(None, (), name)
     environ["PATH_INFO"] = prefix + rename.route.target.encode().decode("latin-1")
@@ -300,7 +415,8 @@ class _Exchange:
     What is rewritten, and how, is the pure :func:`~ollama_default.rewriting.plan_response`'s
     choice; this class only moves bytes and calls ``start_response`` when the first of them
     (or the end) is ready. Every response names the real model in its
-    ``X-Ollama-Default-Target`` header; the body keeps the alias.
+    ``X-Ollama-Default-Target`` header (but while real models are hidden, when ``targets``
+    is None); the body keeps the alias.
     """
 
     def __init__(
@@ -310,7 +426,7 @@ class _Exchange:
         start_response: StartResponse,
         restorer: NameRestorer,
         max_record_bytes: int,
-        targets: str,
+        targets: str | None,
     ) -> None:
         self._targets = targets
         self._environ = environ
@@ -336,7 +452,8 @@ class _Exchange:
             # PEP 3333: headers already went out; the server re-raises.
             self._start_response(status, headers, exc_info)
         self._status, self._exc_info = status, exc_info
-        headers = [*headers, (TARGET_HEADER, self._targets)]
+        if self._targets is not None:
+            headers = [*headers, (TARGET_HEADER, self._targets)]
         self._plan = plan_response(
             self._method, status, headers, self._restorer, self._max_record_bytes
         )
@@ -380,3 +497,102 @@ class _Exchange:
         close = getattr(self._app_iter, "close", None)
         if close is not None:
             close()
+
+
+#: The largest answer held to tell whether the upstream lacks the model a request named:
+#: Ollama's 404 is one short line of JSON.
+MAX_NOT_FOUND_BYTES = 64 * 1024
+# What a retry restores before it decides again: the request as the client sent it.
+_RETRY_KEYS = ("QUERY_STRING", "RAW_URI", "REQUEST_URI")
+
+
+def _keep() -> None:
+    """The release of a body kept for a retry: its reservation ends with the response."""
+
+
+def _record_refused(environ: WSGIEnvironment, error: RefusedName) -> None:
+    """Leave the names a refused request held for the log: both, when it named an alias."""
+    if error.route is not None:
+        environ[ALIAS_KEY] = error.name
+        environ[MODEL_KEY] = error.route.target
+    else:
+        environ[MODEL_KEY] = error.name
+
+
+class _FallbackAttempt:
+    """The answer to a request naming a model that is not an alias, where the default may
+    stand in: a 404 saying the model is not found (Ollama's ``model ... not found``), held
+    before a byte of it went out, is replaced by the answer to ``retry``, the request sent
+    again with the default. Any other answer goes out as it comes.
+
+    :param retry: sends the request again, and returns the app's iterable for it.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        retry: Callable[[], Iterable[bytes]],
+    ) -> None:
+        self._start_response = start_response
+        self._retry = retry
+        self._head: tuple[str, list[tuple[str, str]], ExcInfo | None] | None = None
+        self._held: list[bytes] | None = None
+        self._app_iter: Iterable[bytes] = app(environ, self._capture_start)
+
+    def _capture_start(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | tuple[None, None, None] | None = None,
+    ) -> Callable[[bytes], object]:
+        if exc_info is not None and exc_info[0] is None:
+            exc_info = None
+        if exc_info is None and status.startswith("404") and _is_json(headers):
+            self._head, self._held = (status, headers, exc_info), []
+            return self._held.append
+        self._head = self._held = None
+        return self._start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        held_bytes = 0
+        for data in self._app_iter:
+            if self._held is None:
+                yield data
+                continue
+            self._held.append(data)
+            held_bytes += len(data)
+            if held_bytes > MAX_NOT_FOUND_BYTES:
+                yield from self._release()
+        if self._held is None:
+            return
+        if not is_model_not_found(b"".join(self._held)):
+            yield from self._release()
+            return
+        self.close()
+        self._held = None
+        self._app_iter = self._retry()
+        yield from self._app_iter
+
+    def _release(self) -> Iterator[bytes]:
+        """Send the held head, and the bytes held; from now on the answer goes as it comes."""
+        if self._head is not None:
+            status, headers, exc_info = self._head
+            self._start_response(status, headers, exc_info)
+        held, self._held = b"".join(self._held or ()), None
+        if held:
+            yield held
+
+    def close(self) -> None:
+        """Close the app's iterable (the retry's, once there is one)."""
+        close = getattr(self._app_iter, "close", None)
+        if close is not None:
+            close()
+
+
+def _is_json(headers: list[tuple[str, str]]) -> bool:
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value.split(";", 1)[0].strip().lower() == "application/json"
+    return False

@@ -28,6 +28,9 @@ ALIAS_KEY = "ollama_default.alias"
 #: The model the request was sent upstream with: the alias's target, or the model the
 #: client named itself.
 MODEL_KEY = "ollama_default.model"
+#: The model the client named, when the default answered in its place because the upstream
+#: does not have it (``fallback_to_default``).
+FALLBACK_KEY = "ollama_default.fallback"
 #: Why the request did not get the upstream's own answer: refused input, the upstream
 #: unreachable or slow, a stream cut short. For the operator's log: it may name what the
 #: client is not told, such as the upstream's address.
@@ -200,6 +203,11 @@ class HeldBody:
         self._release: Callable[[], None] | None = release
         if not body:
             self.close()
+
+    @property
+    def body(self) -> bytes:
+        """The whole body, before any of it is read (after, what is left unread)."""
+        return self._body[self._at :] if self._at else self._body
 
     def read(self, size: int | None = -1) -> bytes:
         """Read ``size`` bytes (all that is left when None or negative)."""

@@ -1057,3 +1057,64 @@ def test_256_concurrent_streaming_chats_all_complete(
         assert {record["model"] for record in result.records} == {CHAT_ALIAS}
         assert "".join(record["message"]["content"] for record in result.records) == expected_text
         assert result.records[-1]["done"]
+
+
+# --------------------------------------------------------------------------------------
+# Hidden real models, set by the environment, as the official clients see them
+
+
+@pytest.fixture(scope="module")
+def hiding_proxy(
+    fake_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornProcess]:
+    """One alias, real models hidden (``OLLAMA_DEFAULT_HIDE_REAL_MODELS=1``)."""
+    settings = {
+        "OLLAMA_DEFAULT_UPSTREAM": fake_url,
+        "OLLAMA_DEFAULT_ALIAS": CHAT_ALIAS,
+        "OLLAMA_DEFAULT_TARGET": CHAT_TARGET,
+        "OLLAMA_DEFAULT_HIDE_REAL_MODELS": "1",
+    }
+    log_dir = tmp_path_factory.mktemp("hiding")
+    with run_gunicorn(settings, log_dir=log_dir, options=SMALL_OPTIONS) as server:
+        yield server
+    assert "Traceback" not in server.stderr()
+
+
+def test_hidden_real_models_the_official_clients_get_their_not_found_errors(
+    hiding_proxy: GunicornProcess, fake: FakeOllama
+) -> None:
+    before = len(fake.requests)
+    with ollama.Client(host=hiding_proxy.base_url, timeout=TIMEOUT_S) as client:
+        with pytest.raises(ollama.ResponseError) as native:
+            client.chat(model="llama3.2", messages=MESSAGES)
+        answer = client.chat(model=CHAT_ALIAS, messages=MESSAGES)
+    with openai.OpenAI(
+        base_url=f"{hiding_proxy.base_url}/v1", api_key="x", timeout=TIMEOUT_S, max_retries=0
+    ) as openai_client:
+        with pytest.raises(openai.NotFoundError) as compatible:
+            openai_client.chat.completions.create(model="llama3.2:latest", messages=MESSAGES)
+        with pytest.raises(openai.NotFoundError):
+            openai_client.models.retrieve("llama3.2")
+    assert (native.value.status_code, native.value.error) == (404, "model 'llama3.2' not found")
+    assert compatible.value.body == {
+        "message": "model 'llama3.2:latest' not found",
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
+    assert answer.model == CHAT_ALIAS
+    # Only the alias's request reached the upstream.
+    assert [r.json["model"] for r in fake.requests[before:]] == [CHAT_TARGET]
+    line = hiding_proxy.log_line('"POST /v1/chat/completions" 404')
+    assert "model=llama3.2:latest" in line
+
+
+def test_hidden_real_models_no_header_names_the_target(hiding_proxy: GunicornProcess) -> None:
+    response = requests.post(
+        f"{hiding_proxy.base_url}/api/generate",
+        json={"model": CHAT_ALIAS, "prompt": "hi", "stream": False},
+        timeout=TIMEOUT_S,
+    )
+    assert response.status_code == 200
+    assert "X-Ollama-Default-Target" not in response.headers
+    assert response.json()["model"] == CHAT_ALIAS

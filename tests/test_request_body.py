@@ -20,6 +20,7 @@ from ollama_default.core import gojson
 from ollama_default.core.aliases import AliasTable
 from ollama_default.core.endpoints import find_endpoint
 from ollama_default.core.errors import RequestError
+from ollama_default.core.naming import RefusedName
 from ollama_default.core.request_body import Decision, decide_json, decide_json_steps
 
 ALIASES = AliasTable(
@@ -183,7 +184,7 @@ def test_other_duplicate_members_are_kept_in_order_for_the_app_to_read() -> None
         ("/api/show", b'{"model":"","name":"llmodel"}', {"model": "", "name": TARGET}, ["llmodel"]),
         ("/api/show", b'{"model":"llama3.2","name":"llmodel"}', None, []),
         ("/api/pull", b'{"name":"llmodel"}', {"name": TARGET}, ["llmodel"]),
-        ("/api/delete", b'{"model":"embed"}', {"model": "nomic-embed-text:latest"}, ["embed"]),
+        ("/api/delete", b'{"model":"llama3.2"}', None, []),
         (
             "/api/copy",
             b'{"source":"llmodel","destination":"backup"}',
@@ -454,6 +455,20 @@ def check_decision(body: bytes, path: str) -> None:
         return
     try:
         decision = decide_json(body, endpoint, ALIASES)
+    except RefusedName as error:
+        # An alias where a model would be made, removed or published: Go reads it there
+        # (or refuses the body for a fault nested deeper, which we do not look for).
+        assert error.status == 403
+        if not go_refuses:
+            held = [
+                name
+                for keys, name in zip(
+                    endpoint.model_fields, expected_references(members, path), strict=True
+                )
+                if keys[0] in endpoint.destination_fields
+            ]
+            assert any(isinstance(n, str) and ALIASES.resolve(n) for n in held), held
+        return
     except RequestError as error:
         assert go_refuses, error.message
         assert error.status == 400

@@ -232,6 +232,9 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "upstream": "--upstream",
         "aliases": "default",
         "default": "default",
+        "default_names": "default",
+        "fallback_to_default": "default",
+        "hide_real_models": "default",
         "prefix": f"config file {path!r}",
         "trusted_proxies": "default",
         "connect_timeout_s": "default",
@@ -356,7 +359,9 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "body_timeout_s": "7", "max_body_bytes": "4", "max_buffered_bytes": "8",
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
-              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8"}  # fmt: skip
+              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
+              "default_names": "unknown", "fallback_to_default": "1",
+              "hide_real_models": "1"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -425,6 +430,40 @@ EXAMPLES = {
         "default 'c' is not one of the aliases ['a', 'b'] (set by OLLAMA_DEFAULT_DEFAULT)",
         ["--default", "c"], "default 'c' is not one of the aliases ['a', 'b'] (set by --default)",
         context='[aliases]\na = "m"\nb = "n"\n',
+    ),
+    "default_names": Example(
+        ("default", "unknown"), 'default_names = ["default", "unknown"]',
+        {"OLLAMA_DEFAULT_DEFAULT_NAMES": "default, unknown"},
+        ["--default-names", "default,unknown"],
+        'default_names = "default"',
+        "default_names must be a list of model names, not 'default' (set by {file})",
+        {"OLLAMA_DEFAULT_DEFAULT_NAMES": "default,A:latest"},
+        "default_names: 'A:latest' is the alias 'a'; a name cannot be both (set by "
+        "OLLAMA_DEFAULT_DEFAULT_NAMES)",
+        ["--default-names", "a"],
+        "default_names: 'a' is the alias 'a'; a name cannot be both (set by --default-names)",
+        context='[aliases]\na = "m"\n',
+    ),
+    "fallback_to_default": Example(
+        True, "fallback_to_default = true", {"OLLAMA_DEFAULT_FALLBACK_TO_DEFAULT": "on"},
+        ["--fallback-to-default"],
+        "fallback_to_default = 1",
+        "fallback_to_default must be true or false, not 1 (set by {file})",
+        {"OLLAMA_DEFAULT_FALLBACK_TO_DEFAULT": "maybe"},
+        "OLLAMA_DEFAULT_FALLBACK_TO_DEFAULT='maybe' is not one of 1, 0, true, false",
+        ["--fallback-to-default=maybe"], "argument --fallback-to-default/--no-fallback-to-default: "
+        "ignored explicit argument 'maybe'",
+        context='[aliases]\na = "m"\n',
+    ),
+    "hide_real_models": Example(
+        True, "hide_real_models = true", {"OLLAMA_DEFAULT_HIDE_REAL_MODELS": "1"},
+        ["--hide-real-models"],
+        'hide_real_models = "yes"',
+        "hide_real_models must be true or false, not 'yes' (set by {file})",
+        {"OLLAMA_DEFAULT_HIDE_REAL_MODELS": "2"},
+        "OLLAMA_DEFAULT_HIDE_REAL_MODELS='2' is not one of 1, 0, true, false",
+        ["--hide-real-models=2"], "argument --hide-real-models/--no-hide-real-models: "
+        "ignored explicit argument '2'",
     ),
     "prefix": Example(
         "/llm", 'prefix = "/llm/"', {"OLLAMA_DEFAULT_PREFIX": "/llm/"}, ["--prefix", "/llm/"],

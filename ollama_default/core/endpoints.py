@@ -47,6 +47,12 @@ class Endpoint:
     legacy spelling). ``path_model`` is true when the last path segment is a model.
     ``decodes_zstd`` is true where Ollama zstd-decodes a body sent with
     ``Content-Encoding: zstd`` before reading it (:mod:`~ollama_default.core.codings`).
+    ``destination_fields`` maps the first key of each model reference naming the model the
+    request makes, removes or publishes in Ollama's store (create's ``model``, copy's
+    ``destination``, delete's and push's ``model``) to the words for what it would do to it
+    (``"deleted"``): an alias is refused there (:mod:`~ollama_default.core.naming`).
+    ``falls_back`` is true on the inference endpoints, where ``fallback_to_default`` sends a
+    request for a model the upstream does not have to the default.
     """
 
     methods: frozenset[str]
@@ -59,6 +65,8 @@ class Endpoint:
     response_fields: ResponseFields = field(default_factory=dict)
     summary: str = ""
     decodes_zstd: bool = False
+    destination_fields: Mapping[str, str] = field(default_factory=dict)
+    falls_back: bool = False
 
     @property
     def names_a_model(self) -> bool:
@@ -90,11 +98,16 @@ def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: s
         # server/routes.go:1916-1926 puts cloudPassthroughMiddleware, which zstd-decodes
         # the body, before every /v1 inference route.
         decodes_zstd=path.startswith("/v1/"),
+        falls_back=True,
     )
 
 
 def _management(
-    method: str, path: str, fields: tuple[tuple[str, ...], ...], summary: str
+    method: str,
+    path: str,
+    fields: tuple[tuple[str, ...], ...],
+    summary: str,
+    destinations: Mapping[str, str] | None = None,
 ) -> Endpoint:
     # No default here: pulling, pushing, creating, copying or deleting "the default model"
     # because a request forgot its name would be a nasty surprise.
@@ -106,6 +119,7 @@ def _management(
         fields,
         response_fields=_NATIVE_ERROR,
         summary=summary,
+        destination_fields=destinations or {},
     )
 
 
@@ -130,10 +144,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         summary="model details",
     ),
     _management("POST", "/api/pull", _MODEL_OR_NAME, "download a model"),
-    _management("POST", "/api/push", _MODEL_OR_NAME, "upload a model"),
-    _management("POST", "/api/create", (("model", "name"), ("from",)), "create a model"),
-    _management("POST", "/api/copy", (("source",), ("destination",)), "copy a model"),
-    _management("DELETE", "/api/delete", _MODEL_OR_NAME, "delete a model"),
+    # Pulling an alias pulls its target, and copying or creating from one copies its target:
+    # those names are read, as everywhere. Making, removing or publishing a model under an
+    # alias's name is refused (docs/middleware.rst, "Management verbs on an alias").
+    _management("POST", "/api/push", _MODEL_OR_NAME, "upload a model", {"model": "pushed"}),
+    _management(
+        "POST",
+        "/api/create",
+        (("model", "name"), ("from",)),
+        "create a model",
+        {"model": "created over"},
+    ),
+    _management(
+        "POST",
+        "/api/copy",
+        (("source",), ("destination",)),
+        "copy a model",
+        {"destination": "copied over"},
+    ),
+    _management("DELETE", "/api/delete", _MODEL_OR_NAME, "delete a model", {"model": "deleted"}),
     _inference("/v1/chat/completions", _OPENAI, _ECHOED_MODEL, "OpenAI chat"),
     _inference("/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions"),
     _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings"),
@@ -168,6 +197,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         takes_default=True,
         response_fields=_NATIVE_ERROR,
         summary="OpenAI transcription",
+        falls_back=True,
     ),
     # Routes that name no model in the request; listed so that the table is complete.
     Endpoint(_GET_HEAD, "/", _OLLAMA, summary="health check"),

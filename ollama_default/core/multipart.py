@@ -36,6 +36,7 @@ from .goform import (
     quoted_printable,
     read_form,
 )
+from .naming import Naming
 from .request_body import UNCHANGED, Decision, Rename, decide_name, default_rename
 
 
@@ -46,7 +47,9 @@ class QueryDecision(NamedTuple):
     query: str | None
 
 
-def decide_query(query: str, endpoint: Endpoint, aliases: AliasTable) -> QueryDecision | None:
+def decide_query(
+    query: str, endpoint: Endpoint, aliases: AliasTable | Naming
+) -> QueryDecision | None:
     """Decide from the query string (a WSGI ``QUERY_STRING``), when Ollama reads the model
     there; None when the query names no model, and the form decides.
     """
@@ -71,7 +74,7 @@ def decide_query(query: str, endpoint: Endpoint, aliases: AliasTable) -> QueryDe
 
 
 def decide_multipart(
-    body: bytes, content_type: str, endpoint: Endpoint, aliases: AliasTable
+    body: bytes, content_type: str, endpoint: Endpoint, aliases: AliasTable | Naming
 ) -> Decision:
     """Decide what to send on for a ``multipart/form-data`` body, from its first ``model``
     value (see the module's docstring).
@@ -121,7 +124,7 @@ def _value_part(newline: bytes, value: str) -> bytes:
     return disposition + newline + newline + value.encode()
 
 
-def _rename(name: str, endpoint: Endpoint, aliases: AliasTable) -> Rename | None:
+def _rename(name: str, endpoint: Endpoint, aliases: AliasTable | Naming) -> Rename | None:
     if not name.strip():  # modelref.ParseRef: blank is "model is required"
         return default_rename(aliases) if endpoint.takes_default else None
-    return decide_name(name, aliases)
+    return decide_name(name, aliases, endpoint)

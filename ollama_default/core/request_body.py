@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .gojson import Member, ObjectReading, drain, json_string, read_object_steps
+from .naming import Naming
 
 _NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
 
@@ -65,16 +66,19 @@ class Decision:
 UNCHANGED = Decision(None, ())
 
 
-def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable) -> Decision:
+def decide_json(body: bytes, endpoint: Endpoint, aliases: AliasTable | Naming) -> Decision:
     """Decide what to send on for a JSON request body.
 
-    :raises RequestError: 400 for a body Ollama could not read as a JSON object.
+    :param aliases: the aliases, or the :class:`~ollama_default.core.naming.Naming` that
+        holds them with the operator's choices of how names are read.
+    :raises RequestError: 400 for a body Ollama could not read as a JSON object; 403 or 404
+        for a name the naming refuses (:meth:`~ollama_default.core.naming.Naming.decide`).
     """
     return drain(decide_json_steps(body, endpoint, aliases))
 
 
 def decide_json_steps(
-    body: bytes, endpoint: Endpoint, aliases: AliasTable
+    body: bytes, endpoint: Endpoint, aliases: AliasTable | Naming
 ) -> Generator[int, None, Decision]:
     """:func:`decide_json` in steps: a generator that yields after each slice of the work
     (about :data:`~ollama_default.core.gojson.SLICE_BYTES` of the body scanned), and returns
@@ -85,6 +89,7 @@ def decide_json_steps(
     if _NOT_JSON_WHITESPACE.search(body) is None:
         # Ollama answers "missing request body"; that is its call, not ours.
         return UNCHANGED
+    naming = as_naming(aliases)
     fields = tuple(dict.fromkeys(key for keys in endpoint.model_fields for key in keys))
     reading = yield from read_object_steps(body, fields)
     renames: list[Rename] = []
@@ -96,10 +101,10 @@ def decide_json_steps(
         if name is None:
             pass  # not a string: Ollama refuses it itself, let it say so
         elif not name.strip():  # modelref.ParseRef: blank is "model is required"
-            rename = default_rename(aliases) if endpoint.takes_default else None
+            rename = default_rename(naming) if endpoint.takes_default else None
             name = None
         else:
-            rename = decide_name(name, aliases)
+            rename = decide_name(name, naming, endpoint, keys[0])
         if rename is not None:
             renames.append(rename)
             name = rename.route.target
@@ -163,13 +168,25 @@ def _spliced(
     return b"".join(pieces)
 
 
-def decide_name(name: str, aliases: AliasTable) -> Rename | None:
-    """Decide for a model named outside a JSON body (a path segment, a form field)."""
-    route = aliases.resolve(name)
-    return Rename(name, route) if route is not None else None
+def decide_name(
+    name: str, aliases: AliasTable | Naming, endpoint: Endpoint, field: str = "model"
+) -> Rename | None:
+    """Decide for a name that is not blank, held in ``field`` (the first key of one of
+    ``endpoint``'s model references; a path segment and a form value are ``model``).
+
+    :raises RequestError: 403 or 404 for a name the naming refuses
+        (:meth:`~ollama_default.core.naming.Naming.decide`).
+    """
+    decided = as_naming(aliases).decide(name, endpoint, field)
+    return Rename(*decided) if decided is not None else None
 
 
-def default_rename(aliases: AliasTable) -> Rename | None:
+def default_rename(aliases: AliasTable | Naming) -> Rename | None:
     """Return the rename for a request that names no model, when there is a default."""
-    route = aliases.default
+    route = as_naming(aliases).aliases.default
     return Rename(route.alias, route) if route is not None else None
+
+
+def as_naming(aliases: AliasTable | Naming) -> Naming:
+    """The naming ``aliases`` stands for: itself, or a table's with no choices made."""
+    return aliases if isinstance(aliases, Naming) else Naming(aliases)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.response_body import STREAM_MEDIA_TYPES
-from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, MODEL_KEY, REQUEST_ID_KEY
+from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, FALLBACK_KEY, MODEL_KEY, REQUEST_ID_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -30,9 +30,10 @@ class AccessLog:
 
     Each line names the client, the method and path, the status, the alias the client used
     and the model that answered (left in ``environ`` by :class:`~ollama_default.DefaultModel`),
-    the duration, the bytes sent, and for streams the time to the first byte. A request we
-    refused, an unreachable or slow upstream and a stream cut short are logged at WARNING
-    with their reason (in full, where the client is told less: an upstream's address is
+    the duration, the bytes sent, and for streams the time to the first byte; when the default
+    answered for a model the upstream does not have, the model asked for (``fallback_from``).
+    A request we refused, an unreachable or slow upstream and a stream cut short are logged
+    at WARNING with their reason (in full, where the client is told less: an upstream's address is
     for the operator only, and the client gets the line's ``request_id`` to quote);
     everything else at INFO. A client that leaves before the end of its response is noted.
 
@@ -104,6 +105,8 @@ class _Entry:
             "duration_ms": round((now - self.started_at) * 1000, 1),
             "bytes": self.sent_bytes,
         }
+        if (fallback := environ.get(FALLBACK_KEY)) is not None:
+            fields["fallback_from"] = fallback
         if self.first_byte_at is not None and self._is_stream():
             fields["ttfb_ms"] = round((self.first_byte_at - self.started_at) * 1000, 1)
         if environ.get(CLIENT_LEFT_KEY) or (not ended and error is None):
@@ -140,6 +143,10 @@ class _AccessLine:
             str(fields["status"] if fields["status"] is not None else "-"),
             f"alias={_value(fields['alias'])}",
             f"model={_value(fields['model'])}",
+        ]
+        if "fallback_from" in fields:
+            parts.append(f"fallback_from={_value(fields['fallback_from'])}")
+        parts += [
             f"time={fields['duration_ms'] / 1000:.3f}s",
             f"bytes={fields['bytes']}",
         ]

@@ -29,6 +29,7 @@ from ..core.aliases import AliasTable
 from ..core.checks import at_least
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
+from ..core.naming import Naming
 from ..demo import DEMO_MODELS
 from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
 from .declaration import (
@@ -175,6 +176,15 @@ def _comma_separated(found: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in found.split(",") if part.strip())
 
 
+def model_names(key: str, value: object) -> tuple[str, ...]:
+    """Return ``value``, a list of names that are not blank, as a tuple."""
+    if isinstance(value, (list, tuple)) and all(isinstance(n, str) and n.strip() for n in value):
+        return tuple(value)
+    raise ConfigError(f"{key} must be a list of model names, not {value!r}", key=key)
+
+
+#: Model names: a TOML list, or text with commas between them.
+NAMES = Kind("model names, separated by commas", _comma_separated, model_names)
 #: IP addresses and networks: a TOML list, or text with commas between them.
 ADDRESSES = Kind("IP addresses or networks, separated by commas", _comma_separated, ip_networks)
 
@@ -221,6 +231,31 @@ class Settings:
         text(alias_name),
         "the alias for requests that name no model (a single alias is it).",
         flag=Option(metavar="ALIAS"),
+    )
+    default_names: tuple[str, ...] = setting(
+        (),
+        NAMES,
+        "names that mean the default alias, as no model does, where a request may name none: "
+        'such as ``["default", "unknown"]`` for clients that send those (commas between them '
+        "in the variable and the flag); compared as Ollama compares model names "
+        "(:ref:`default-names`).",
+        flag=Option("names that mean the default alias, with commas between them", metavar="NAMES"),
+    )
+    fallback_to_default: bool = setting(
+        False,
+        SWITCH,
+        "send a request for a model the upstream does not have (its 404 ``model ... not "
+        "found``) to the default instead, on the inference endpoints; off, a typo gets "
+        "Ollama's 404 (:ref:`fallback`).",
+        flag=Option("send requests for models the upstream does not have to the default"),
+    )
+    hide_real_models: bool = setting(
+        False,
+        SWITCH,
+        "clients see and use the aliases only: a request naming any other model gets 404 and "
+        "never reaches the upstream, listings show the aliases only, and the "
+        "``X-Ollama-Default-Target`` header is not sent (:ref:`hidden-models`).",
+        flag=Option("clients see and use the aliases only"),
     )
     prefix: str = setting(
         "",
@@ -316,6 +351,14 @@ class Settings:
                  self.max_body_bytes)  # fmt: skip
         # Its ConfigError's key says whether the aliases or the default are at fault.
         object.__setattr__(self, "alias_table", AliasTable(self.aliases, self.default))
+        # Checked here, with the aliases: a default name that is an alias, a fallback or
+        # default names without a default.
+        Naming.build(
+            self.alias_table,
+            default_names=self.default_names,
+            hide_real_models=self.hide_real_models,
+            fallback_to_default=self.fallback_to_default,
+        )
 
 
 #: Every setting, by key, in the order declared.
