@@ -10,6 +10,7 @@ kept under a lock).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -25,10 +26,11 @@ from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
 from .core.gojson import SLICE_BYTES
+from .core.listings import LISTS, Listing, ListingRewriter
 from .core.multipart import decide_multipart, decide_query
 from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
-from .core.rewriting import Passthrough, ResponsePlan, plan_response
+from .core.rewriting import DocumentEdit, Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
     ERROR_KEY,
@@ -85,7 +87,10 @@ class DefaultModel:
     :param max_buffered_bytes: the request-body bytes held at once, by all requests this
         middleware serves together; a body that would pass it gets 503 with
         ``Retry-After`` before it is read. At least ``max_body_bytes``.
-    :param max_record_bytes: a response line or event longer than this is relayed as is.
+    :param max_record_bytes: a response line or event longer than this is relayed as is,
+        and so is a listing (``/api/tags``, ...) longer than this, without the aliases.
+    :param hide_real_models: clients see the aliases only: the listings hold no other
+        model.
     :raises ConfigError: when the aliases do not make a consistent table, or a limit is not
         a positive number of bytes.
     """
@@ -101,6 +106,7 @@ class DefaultModel:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        hide_real_models: bool = False,
     ) -> None:
         self.app = app
         if isinstance(mapping, AliasTable):
@@ -113,16 +119,23 @@ class DefaultModel:
         positive_bytes("max_buffered_bytes", max_buffered_bytes)
         at_least("max_buffered_bytes", max_buffered_bytes, "max_body_bytes", max_body_bytes)
         self.max_record_bytes = positive_bytes("max_record_bytes", max_record_bytes)
+        self.hide_real_models = hide_real_models
+        self.listings = ListingRewriter(self.aliases, hide_real_models=hide_real_models)
         # The one piece of state requests share: the bytes their bodies hold.
         self.buffered = BufferBudget(max_buffered_bytes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         endpoint = find_endpoint(environ.get("PATH_INFO", ""))
-        if (
-            endpoint is None
-            or not endpoint.names_a_model
-            or environ.get("REQUEST_METHOD", "GET") not in endpoint.methods
-        ):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if endpoint is None or method not in endpoint.methods:
+            return self.app(environ, start_response)
+        if not endpoint.names_a_model:
+            if endpoint.listing in LISTS and method == "GET":
+                # The aliases join the upstream's list (HEAD has no body: it passes).
+                edit = functools.partial(self.listings.rewrite_list, endpoint.listing)
+                return _Exchange(
+                    self.app, environ, start_response, None, self.max_record_bytes, listing=edit
+                )
             return self.app(environ, start_response)
         reservation = Reservation(self.buffered)
         try:
@@ -143,7 +156,13 @@ class DefaultModel:
                 restorer = NameRestorer(decision.renames, endpoint.response_fields)
                 targets = ", ".join(rename.route.target for rename in decision.renames)
                 app_iter = _Exchange(
-                    self.app, environ, start_response, restorer, self.max_record_bytes, targets
+                    self.app,
+                    environ,
+                    start_response,
+                    restorer,
+                    self.max_record_bytes,
+                    targets,
+                    listing=self._details(endpoint.listing, decision),
                 )
         except BaseException:
             reservation.release()
@@ -152,6 +171,19 @@ class DefaultModel:
             # The app has not read the whole body yet: it is held until the response ends.
             return ClosingIterator(app_iter, reservation.release)
         return app_iter
+
+    def _details(self, listing: Listing | None, decision: Decision) -> DocumentEdit | None:
+        """The edit that makes a reply about the model a request named (``/api/show``,
+        ``/v1/models/{model}``) describe the alias it used, as an installed model."""
+        if listing is None or listing in LISTS:
+            return None
+        rename = decision.renames[0]
+        return functools.partial(
+            self.listings.rewrite_details,
+            listing,
+            client_name=rename.client_name,
+            route=rename.route,
+        )
 
     def _decide(
         self, environ: WSGIEnvironment, endpoint: Endpoint, reservation: Reservation
@@ -299,8 +331,9 @@ class _Exchange:
 
     What is rewritten, and how, is the pure :func:`~ollama_default.rewriting.plan_response`'s
     choice; this class only moves bytes and calls ``start_response`` when the first of them
-    (or the end) is ready. Every response names the real model in its
-    ``X-Ollama-Default-Target`` header; the body keeps the alias.
+    (or the end) is ready. Every response to a request for an alias names the real model in
+    its ``X-Ollama-Default-Target`` header (``targets``); the body keeps the alias. A
+    listing's reply has no ``restorer`` and no ``targets``: only its ``listing`` edit.
     """
 
     def __init__(
@@ -308,11 +341,14 @@ class _Exchange:
         app: WSGIApplication,
         environ: WSGIEnvironment,
         start_response: StartResponse,
-        restorer: NameRestorer,
+        restorer: NameRestorer | None,
         max_record_bytes: int,
-        targets: str,
+        targets: str | None = None,
+        *,
+        listing: DocumentEdit | None = None,
     ) -> None:
         self._targets = targets
+        self._listing = listing
         self._environ = environ
         self._start_response = start_response
         self._restorer = restorer
@@ -336,9 +372,15 @@ class _Exchange:
             # PEP 3333: headers already went out; the server re-raises.
             self._start_response(status, headers, exc_info)
         self._status, self._exc_info = status, exc_info
-        headers = [*headers, (TARGET_HEADER, self._targets)]
+        if self._targets is not None:
+            headers = [*headers, (TARGET_HEADER, self._targets)]
         self._plan = plan_response(
-            self._method, status, headers, self._restorer, self._max_record_bytes
+            self._method,
+            status,
+            headers,
+            self._restorer,
+            self._max_record_bytes,
+            listing=self._listing,
         )
         return self._app_write
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .dialects import Dialect
+from .listings import Listing
 
 
 class Field(Enum):
@@ -47,6 +48,8 @@ class Endpoint:
     legacy spelling). ``path_model`` is true when the last path segment is a model.
     ``decodes_zstd`` is true where Ollama zstd-decodes a body sent with
     ``Content-Encoding: zstd`` before reading it (:mod:`~ollama_default.core.codings`).
+    ``listing`` says which listing or model description a successful reply is, where
+    aliases are shown as models (:mod:`~ollama_default.core.listings`).
     """
 
     methods: frozenset[str]
@@ -59,6 +62,7 @@ class Endpoint:
     response_fields: ResponseFields = field(default_factory=dict)
     summary: str = ""
     decodes_zstd: bool = False
+    listing: Listing | None = None
 
     @property
     def names_a_model(self) -> bool:
@@ -128,6 +132,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "model_info": {"general.basename": Field.MODEL_NAME},
         },
         summary="model details",
+        listing=Listing.SHOW,
     ),
     _management("POST", "/api/pull", _MODEL_OR_NAME, "download a model"),
     _management("POST", "/api/push", _MODEL_OR_NAME, "upload a model"),
@@ -158,6 +163,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path_model=True,
         response_fields={"id": Field.MODEL_NAME, "error": Field.ERROR},
         summary="OpenAI model details",
+        listing=Listing.OPENAI_MODEL,
     ),
     Endpoint(
         _POST,
@@ -172,9 +178,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # Routes that name no model in the request; listed so that the table is complete.
     Endpoint(_GET_HEAD, "/", _OLLAMA, summary="health check"),
     Endpoint(_GET_HEAD, "/api/version", _OLLAMA, summary="server version"),
-    Endpoint(_GET_HEAD, "/api/tags", _OLLAMA, summary="installed models"),
-    Endpoint(_GET, "/api/ps", _OLLAMA, summary="loaded models"),
-    Endpoint(_GET, "/v1/models", _OPENAI, summary="OpenAI model list"),
+    Endpoint(_GET_HEAD, "/api/tags", _OLLAMA, summary="installed models", listing=Listing.TAGS),
+    Endpoint(_GET, "/api/ps", _OLLAMA, summary="loaded models", listing=Listing.PROCESSES),
+    Endpoint(
+        _GET, "/v1/models", _OPENAI, summary="OpenAI model list", listing=Listing.OPENAI_MODELS
+    ),
     Endpoint(frozenset({"HEAD", "POST"}), "/api/blobs/{digest}", _OLLAMA, summary="blobs"),
 )
 
