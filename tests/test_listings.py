@@ -265,3 +265,55 @@ def test_an_openai_model_is_owned_by_the_namespace_of_the_name_asked_for(
     )
     assert json.loads(rewritten)["owned_by"] == owned_by
     assert rewritten.endswith(b"}\n")  # json.Encoder's newline kept
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["listed", "hidden"])
+@pytest.mark.parametrize(
+    "aliases",
+    [
+        {"llmodel": TARGET, "embed": "nomic-embed-text", "missing": "qwen3:32b"},
+        {"llmodel": "Aya-Expanse:8B-Q8_0"},  # another case than the listing's
+        {"llmodel": "registry.ollama.ai/library/aya-expanse:8b-q8_0"},  # another spelling
+        {"llama3.2": TARGET},  # hides a real model
+        {"a": TARGET, "b": TARGET},  # two aliases, one target
+        {"x": "qwen3:32b"},  # nothing installed
+    ],
+    ids=["table", "case", "qualified", "hides-real", "shared-target", "none-installed"],
+)
+@pytest.mark.parametrize(
+    ("listing", "path"),
+    [(Listing.TAGS, "/api/tags"), (Listing.OPENAI_MODELS, "/v1/models"),
+     (Listing.PROCESSES, "/api/ps")],
+    ids=["tags", "openai", "ps"],
+)  # fmt: skip
+def test_the_quick_search_gives_what_the_full_parse_gives(
+    aliases: dict[str, str], hidden: bool, listing: Listing, path: str
+) -> None:
+    document = upstream(path, loaded=(TARGET, "llama3.2"))
+    table = AliasTable(aliases)
+    fast = ListingRewriter(table, hide_real_models=hidden).rewrite_list(listing, document)
+    slow = ListingRewriter(table, hide_real_models=hidden, fast=False).rewrite_list(
+        listing, document
+    )
+    assert fast == slow
+    if "x" not in aliases:
+        assert fast != document  # the case changes the listing
+
+
+def test_a_target_listed_in_another_case_is_found() -> None:
+    document = upstream("/api/tags")
+    rewritten = ListingRewriter(AliasTable({"llmodel": "AYA-expanse:8B-q8_0"})).rewrite_list(
+        Listing.TAGS, document
+    )
+    assert entries(rewritten)[0]["digest"] == by_name(entries(document))[TARGET]["digest"]
+
+
+@pytest.mark.parametrize("path", ["/api/tags", "/v1/models", "/api/ps"])
+def test_a_listing_as_ollama_writes_it_takes_the_quick_search(path: str) -> None:
+    document = upstream(path, loaded=(TARGET,))
+    listing = {"/api/tags": Listing.TAGS, "/v1/models": Listing.OPENAI_MODELS}.get(
+        path, Listing.PROCESSES
+    )
+    for hidden in (False, True):
+        rewriter = ListingRewriter(TABLE, hide_real_models=hidden)
+        assert rewriter._rewrite_found(listing, document) is not None

@@ -58,6 +58,15 @@ _OPENINGS = {
     Listing.OPENAI_MODELS: b'{"object":"list","data":[',
 }
 
+# The first member of each entry, as Go writes it: an entry is found by its name there.
+# In JSON text '{"' is structure, never inside a string (where a quote is escaped).
+_ENTRY_STARTS = {
+    Listing.TAGS: '{"name":"',
+    Listing.PROCESSES: '{"name":"',
+    Listing.OPENAI_MODELS: '{"id":"',
+}
+_DECODER = json.JSONDecoder()
+
 # The head of the Modelfile /api/show generates (server/routes.go:1527-1535): a comment
 # naming the model (m.ShortName, its DisplayShortest), or, for MLX models, a FROM line.
 _MODELFILE_NAME = re.compile(
@@ -99,12 +108,27 @@ class ListingRewriter:
     :param aliases: the alias table.
     :param hide_real_models: list the aliases only, and leave out of an alias's entry the
         fields that name another real model (``remote_model``, ``details.parent_model``).
+    :param fast: in a listing laid out as Ollama writes it, decode only the entries of the
+        aliases' targets; off, the whole listing is parsed (the same output, slower: the
+        tests and the benchmark compare the two).
     """
 
-    def __init__(self, aliases: AliasTable, *, hide_real_models: bool = False) -> None:
+    def __init__(
+        self, aliases: AliasTable, *, hide_real_models: bool = False, fast: bool = True
+    ) -> None:
         self.hide_real_models = hide_real_models
+        self._fast = fast
         self._shown = tuple(_Shown(alias, route.target) for alias, route in aliases.items())
         self._alias_keys = frozenset(name_key(alias) for alias in aliases)
+        # One search finds the entries of the targets, and of real models the aliases
+        # hide, by the names Ollama lists them under (its on-disk case: any case here).
+        names = {shown.display for shown in self._shown}
+        names.update(_listed_name(route.target) for route in aliases.values())
+        alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+        self._entry_patterns = {
+            listing: re.compile(f'{re.escape(start)}(?i:({alternatives}))"')
+            for listing, start in _ENTRY_STARTS.items()
+        }
 
     def rewrite_list(self, listing: Listing, document: bytes) -> bytes:
         """Return the listing ``document`` (a 200 reply's body) with the aliases in it.
@@ -112,6 +136,10 @@ class ListingRewriter:
         A document that is not the listing expected (not JSON, another shape) is returned
         as it came: what we do not understand passes through.
         """
+        if self._fast:
+            rewritten = self._rewrite_found(listing, document)
+            if rewritten is not None:
+                return rewritten
         entries_key = _ENTRIES[listing]
         try:
             parsed = json.loads(document)
@@ -153,6 +181,49 @@ class ListingRewriter:
         if listing is Listing.OPENAI_MODELS and not parsed[entries_key]:
             parsed[entries_key] = None  # as ToListCompletion marshals no models
         return _encode(parsed) + _trailing_space(document)
+
+    def _rewrite_found(self, listing: Listing, document: bytes) -> bytes | None:
+        """:meth:`rewrite_list` for a listing as Ollama writes it (``encoding/json``:
+        compact, struct field order, the entries' list the only member but ``object``),
+        decoding only the entries that matter: a listing of 200 models is decoded in a
+        tenth of the time. None where the whole listing must be parsed.
+        """
+        opening = _OPENINGS[listing]
+        if not document.startswith(opening):
+            return None
+        try:
+            text = document.decode()
+        except UnicodeDecodeError:
+            return None
+        found: dict[str, dict[str, Any]] = {}
+        for match in self._entry_patterns[listing].finditer(text, len(opening)):
+            key = name_key(match[1])
+            if key in found:
+                continue
+            if key in self._alias_keys:
+                return None  # a real model an alias hides: left out by the full parse
+            try:
+                entry, _ = _DECODER.raw_decode(text, match.start())
+            except ValueError:
+                return None
+            if _entry_key(entry, listing) != key:
+                return None  # not an entry as Ollama writes them
+            found[key] = entry
+        shown = [
+            _encode(self._alias_entry(listing, shown, found[shown.target_key]))
+            for shown in self._shown
+            if shown.target_key in found
+        ]
+        rest = document[len(opening) :]
+        if self.hide_real_models:
+            content = document.rstrip()
+            if not content.endswith(b"]}") or (listing is Listing.OPENAI_MODELS and not shown):
+                return None
+            return opening + b",".join(shown) + content[-2:] + document[len(content) :]
+        if not shown:
+            return document
+        separator = b"" if rest.startswith(b"]") else b","
+        return opening + b",".join(shown) + separator + rest
 
     def _alias_entry(
         self, listing: Listing, shown: _Shown, target: dict[str, Any]
@@ -215,6 +286,11 @@ class ListingRewriter:
         if not isinstance(parsed, dict) or not edit(parsed):
             return document
         return _encode(parsed) + _trailing_space(document)
+
+
+def _listed_name(name: str) -> str:
+    parsed = parse_name(name)
+    return parsed.display_shortest() if parsed else name
 
 
 def _entry_key(entry: object, listing: Listing) -> str | None:
