@@ -232,6 +232,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "upstream": "--upstream",
         "aliases": "default",
         "default": "default",
+        "hide_real_models": "default",
         "prefix": f"config file {path!r}",
         "trusted_proxies": "default",
         "connect_timeout_s": "default",
@@ -356,7 +357,8 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "body_timeout_s": "7", "max_body_bytes": "4", "max_buffered_bytes": "8",
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
-              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8"}  # fmt: skip
+              "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
+              "hide_real_models": "1"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -425,6 +427,16 @@ EXAMPLES = {
         "default 'c' is not one of the aliases ['a', 'b'] (set by OLLAMA_DEFAULT_DEFAULT)",
         ["--default", "c"], "default 'c' is not one of the aliases ['a', 'b'] (set by --default)",
         context='[aliases]\na = "m"\nb = "n"\n',
+    ),
+    "hide_real_models": Example(
+        True, "hide_real_models = true", {"OLLAMA_DEFAULT_HIDE_REAL_MODELS": "1"},
+        ["--hide-real-models"],
+        'hide_real_models = "yes"',
+        "hide_real_models must be true or false, not 'yes' (set by {file})",
+        {"OLLAMA_DEFAULT_HIDE_REAL_MODELS": "maybe"},
+        "OLLAMA_DEFAULT_HIDE_REAL_MODELS='maybe' is not one of 1, 0, true, false",
+        ["--hide-real-models=yes"], "argument --hide-real-models/--no-hide-real-models: ignored "
+        "explicit argument 'yes'",
     ),
     "prefix": Example(
         "/llm", 'prefix = "/llm/"', {"OLLAMA_DEFAULT_PREFIX": "/llm/"}, ["--prefix", "/llm/"],
@@ -805,3 +817,4 @@ def test_a_nested_settings_flag_reads_its_text_as_its_kind(
     }
     with pytest.raises(argparse.ArgumentError, match="'lots' is not a number"):
         parser.parse_args(["--limits-max-request-bytes", "lots"])
+

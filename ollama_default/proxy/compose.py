@@ -51,6 +51,7 @@ def build_app(
         max_body_bytes=settings.max_body_bytes,
         max_buffered_bytes=settings.max_buffered_bytes,
         max_record_bytes=settings.max_record_bytes,
+        hide_real_models=settings.hide_real_models,
     )
     # Before anything reads a body: DefaultModel reads those of the routes it rewrites.
     app = TransferCodingCheck(app)

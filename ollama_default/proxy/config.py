@@ -222,6 +222,12 @@ class Settings:
         "the alias for requests that name no model (a single alias is it).",
         flag=Option(metavar="ALIAS"),
     )
+    hide_real_models: bool = setting(
+        False,
+        SWITCH,
+        "clients see and use the aliases only: the listings hold no other model.",
+        flag=Option("clients see the aliases only"),
+    )
     prefix: str = setting(
         "",
         text(url_path),
