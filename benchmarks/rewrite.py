@@ -464,7 +464,7 @@ def tags_document(installed: int, seed: int) -> tuple[bytes, bytes]:
                 "model": name,
                 "modified_at": go_time(modified_s * 1_000_000_000 + 706015396),
                 "size": rng.randint(200_000_000, 40_000_000_000),
-                "digest": "%064x" % rng.getrandbits(256),
+                "digest": f"{rng.getrandbits(256):064x}",
                 "details": {
                     "parent_model": "",
                     "format": "gguf",
@@ -495,12 +495,25 @@ def listing_problems(
         [] if hidden else [entry[field] for entry in real]
     )
     if [entry[field] for entry in shown] != want:
-        return [
-            f"{listing.value}: listed {[entry[field] for entry in shown][:5]}..., want {want[:5]}..."
-        ]
+        listed = [entry[field] for entry in shown]
+        return [f"{listing.value}: listed {listed[:5]}..., want {want[:5]}..."]
     if not hidden and shown[len(LISTING_ALIASES) :] != real:
         return [f"{listing.value}: the upstream's entries changed"]
     return []
+
+
+def _rewrite_loop(
+    rewriter: ListingRewriter, listing: Listing, document: bytes, loops: int
+) -> bytes:
+    for _ in range(loops - 1):
+        rewriter.rewrite_list(listing, document)
+    return rewriter.rewrite_list(listing, document)
+
+
+def _parse_loop(document: bytes, loops: int) -> str:
+    for _ in range(loops - 1):
+        json.dumps(json.loads(document))
+    return json.dumps(json.loads(document))
 
 
 def run_listings(repeat: int, seed: int) -> list[str]:
@@ -517,14 +530,11 @@ def run_listings(repeat: int, seed: int) -> list[str]:
             for listing, document in ((Listing.TAGS, tags), (Listing.OPENAI_MODELS, models)):
                 loops = max(20, 20_000 // installed)
                 seconds, rewritten = best_of(
-                    repeat,
-                    lambda: [rewriter.rewrite_list(listing, document) for _ in range(loops)][-1],
+                    repeat, partial(_rewrite_loop, rewriter, listing, document, loops)
                 )
-                base, _ = best_of(
-                    repeat,
-                    lambda: [json.dumps(json.loads(document)) for _ in range(loops)][-1],
-                )
-                label = f"{'/api/tags' if listing is Listing.TAGS else '/v1/models'}, {installed} installed"
+                base, _ = best_of(repeat, partial(_parse_loop, document, loops))
+                path = "/api/tags" if listing is Listing.TAGS else "/v1/models"
+                label = f"{path}, {installed} installed"
                 label += ", hidden" if hidden else ""
                 print(
                     f"{label:<40} {len(document):>8,} {seconds / loops * 1e6:>11.1f} "

@@ -817,4 +817,3 @@ def test_a_nested_settings_flag_reads_its_text_as_its_kind(
     }
     with pytest.raises(argparse.ArgumentError, match="'lots' is not a number"):
         parser.parse_args(["--limits-max-request-bytes", "lots"])
-
