@@ -4,6 +4,7 @@ Run from the project root::
 
     .venv/bin/python benchmarks/rewrite.py            # every scenario, best of 5
     .venv/bin/python benchmarks/rewrite.py --paths slow --repeat 3
+    .venv/bin/python benchmarks/rewrite.py --paths listing   # the /api/tags rewrite alone
 
 It feeds ``StreamRestorer`` (``ollama_default.core.response_body``) the response streams of
 ``/api/chat`` (NDJSON) and ``/v1/chat/completions`` (SSE) for a request whose alias
@@ -27,6 +28,13 @@ The rewriter's output is checked against the expected bytes (every top-level
 also mentions the target name, untouched) and, parsed, against the baseline's records;
 the script exits 1 if either differs.
 
+``--paths listing`` (also in ``all``) times the listing rewrite
+(``ollama_default.core.listings.ListingRewriter.rewrite_list``) of a ``/api/tags`` and a
+``/v1/models`` reply with 20 and 200 installed models and 3 aliases, in microseconds per
+reply, against ``json.loads`` plus ``json.dumps`` of the same reply; and with
+``hide_real_models``. Its output is checked too (the aliases first, the upstream's entries
+after them as they were).
+
 Target: at least 500,000 chunks/s for the one-record-per-chunk streams, against a naive
 baseline of about 70,000 (measured on a 2-vCPU AMD EPYC VM, CPython 3.11: 120,000 to
 160,000). Rates in chunks/s only compare within one chunk size; the MB/s column compares
@@ -48,8 +56,9 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TypeVar
 
-from ollama_default.core.aliases import Route
+from ollama_default.core.aliases import AliasTable, Route
 from ollama_default.core.endpoints import find_endpoint
+from ollama_default.core.listings import Listing, ListingRewriter
 from ollama_default.core.request_body import Rename
 from ollama_default.core.response_body import NameRestorer, StreamRestorer
 
@@ -425,6 +434,116 @@ def scenarios(records: int, chunks: int, seed: int, paths: str) -> list[Scenario
     return result
 
 
+# --- Listings ---------------------------------------------------------------------------
+
+LISTING_SIZES = (20, 200)
+LISTING_ALIASES = {
+    ALIAS: TARGET,
+    "embed": "nomic-embed-text:latest",
+    "coder": "qwen2.5-coder:7b-instruct-q4_K_M",
+}
+_FAMILIES = ("llama", "qwen2", "gemma3", "mistral", "phi3", "command-r")
+
+
+def tags_document(installed: int, seed: int) -> tuple[bytes, bytes]:
+    """A ``/api/tags`` and the ``/v1/models`` reply for ``installed`` models, as Go writes
+    them (``model_list_cache.go``, ``ToListCompletion``), the aliases' targets among them."""
+    rng = random.Random(seed)
+    names = list(LISTING_ALIASES.values())
+    while len(names) < installed:
+        family = rng.choice(_FAMILIES)
+        names.append(f"{family}{rng.randint(1, 4)}:{rng.randint(1, 70)}b-q{rng.randint(2, 8)}_K_M")
+    rng.shuffle(names)
+    tags, models = [], []
+    for index, name in enumerate(names[:installed]):
+        family = rng.choice(_FAMILIES)
+        modified_s = 1746405464 - index * 3600
+        tags.append(
+            {
+                "name": name,
+                "model": name,
+                "modified_at": go_time(modified_s * 1_000_000_000 + 706015396),
+                "size": rng.randint(200_000_000, 40_000_000_000),
+                "digest": f"{rng.getrandbits(256):064x}",
+                "details": {
+                    "parent_model": "",
+                    "format": "gguf",
+                    "family": family,
+                    "families": [family],
+                    "parameter_size": f"{rng.randint(1, 70)}.{rng.randint(0, 9)}B",
+                    "quantization_level": "Q4_K_M",
+                    "context_length": 131072,
+                },
+                "capabilities": ["completion", "tools"],
+            }
+        )
+        models.append({"id": name, "object": "model", "created": modified_s, "owned_by": "library"})
+    compact = {"ensure_ascii": False, "separators": (",", ":")}
+    return (
+        json.dumps({"models": tags}, **compact).encode(),  # type: ignore[arg-type]
+        json.dumps({"object": "list", "data": models}, **compact).encode() + b"\n",  # type: ignore[arg-type]
+    )
+
+
+def listing_problems(
+    listing: Listing, document: bytes, rewritten: bytes, hidden: bool
+) -> list[str]:
+    key, field = ("data", "id") if listing is Listing.OPENAI_MODELS else ("models", "name")
+    real = json.loads(document)[key]
+    shown = json.loads(rewritten)[key]
+    want = [f"{alias}:latest" for alias in LISTING_ALIASES] + (
+        [] if hidden else [entry[field] for entry in real]
+    )
+    if [entry[field] for entry in shown] != want:
+        listed = [entry[field] for entry in shown]
+        return [f"{listing.value}: listed {listed[:5]}..., want {want[:5]}..."]
+    if not hidden and shown[len(LISTING_ALIASES) :] != real:
+        return [f"{listing.value}: the upstream's entries changed"]
+    return []
+
+
+def _rewrite_loop(
+    rewriter: ListingRewriter, listing: Listing, document: bytes, loops: int
+) -> bytes:
+    for _ in range(loops - 1):
+        rewriter.rewrite_list(listing, document)
+    return rewriter.rewrite_list(listing, document)
+
+
+def _parse_loop(document: bytes, loops: int) -> str:
+    for _ in range(loops - 1):
+        json.dumps(json.loads(document))
+    return json.dumps(json.loads(document))
+
+
+def run_listings(repeat: int, seed: int) -> list[str]:
+    """Print the listing rewrite's cost; return what was wrong in its output."""
+    problems: list[str] = []
+    print()
+    print(f"listing rewrite, {len(LISTING_ALIASES)} aliases (us per reply, best of {repeat})")
+    print(f"{'reply':<40} {'bytes':>8} {'rewrite us':>11} {'loads+dumps us':>15}")
+    table = AliasTable(LISTING_ALIASES, default=ALIAS)
+    for installed in LISTING_SIZES:
+        tags, models = tags_document(installed, seed)
+        for hidden in (False, True):
+            rewriter = ListingRewriter(table, hide_real_models=hidden)
+            for listing, document in ((Listing.TAGS, tags), (Listing.OPENAI_MODELS, models)):
+                loops = max(20, 20_000 // installed)
+                seconds, rewritten = best_of(
+                    repeat, partial(_rewrite_loop, rewriter, listing, document, loops)
+                )
+                base, _ = best_of(repeat, partial(_parse_loop, document, loops))
+                path = "/api/tags" if listing is Listing.TAGS else "/v1/models"
+                label = f"{path}, {installed} installed"
+                label += ", hidden" if hidden else ""
+                print(
+                    f"{label:<40} {len(document):>8,} {seconds / loops * 1e6:>11.1f} "
+                    f"{base / loops * 1e6:>15.1f}"
+                )
+                problems += listing_problems(listing, document, rewritten, hidden)
+    return problems
+
+
 def setup_cost(media_type: str, restorer: NameRestorer) -> tuple[float, float]:
     """Microseconds to build a NameRestorer and a StreamRestorer (once per response)."""
     rename = [Rename(ALIAS, Route.build(ALIAS, TARGET))]
@@ -453,13 +572,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--paths",
-        choices=("stream", "slow", "all"),
+        choices=("stream", "slow", "listing", "all"),
         default="all",
         help="stream: StreamRestorer (fast path where it applies); slow: the full parse "
-        "alone; all: both (default)",
+        "alone; listing: the /api/tags and /v1/models rewrite; all: each (default)",
     )
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
+    if args.paths == "listing":
+        problems = run_listings(args.repeat, args.seed)
+        print("output: WRONG\n  " + "\n  ".join(problems) if problems else "output: as expected")
+        return 1 if problems else 0
 
     restorers = {
         media_type: NameRestorer(
@@ -515,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if not any(TARGET.encode() in want for want in expected):
             problems.append(f"{scenario.name}: no generated text names {TARGET}; weak check")
+    if args.paths == "all":
+        problems += run_listings(args.repeat, args.seed)
     if problems:
         print("output: WRONG")
         for problem in problems:

@@ -11,6 +11,7 @@ kept under a lock).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -26,11 +27,12 @@ from .core.endpoints import Body, Endpoint, find_endpoint
 from .core.errors import ConfigError, RequestError
 from .core.framing import MAX_RECORD_BYTES
 from .core.gojson import SLICE_BYTES
+from .core.listings import LISTS, Listing, ListingRewriter
 from .core.multipart import decide_multipart, decide_query
 from .core.naming import Naming, RefusedName, is_model_not_found
 from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
-from .core.rewriting import Passthrough, ResponsePlan, plan_response
+from .core.rewriting import DocumentEdit, Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
     ERROR_KEY,
@@ -88,10 +90,12 @@ class DefaultModel:
     :param max_buffered_bytes: the request-body bytes held at once, by all requests this
         middleware serves together; a body that would pass it gets 503 with
         ``Retry-After`` before it is read. At least ``max_body_bytes``.
-    :param max_record_bytes: a response line or event longer than this is relayed as is.
+    :param max_record_bytes: a response line or event longer than this is relayed as is,
+        and so is a listing (``/api/tags``, ...) longer than this, without the aliases.
     :param hide_real_models: clients may name aliases only: a request naming any other model
         is refused with 404, worded as Ollama words a missing model, and never reaches
-        ``app``; the ``X-Ollama-Default-Target`` header is not sent.
+        ``app``; the ``X-Ollama-Default-Target`` header is not sent; the listings hold no
+        other model.
     :param default_names: names that mean "the default alias" on the endpoints that take a
         default (``"default"``, ``"unknown"``), compared as Ollama compares model names.
     :param fallback_to_default: a request to an inference endpoint naming a model that ``app``
@@ -141,16 +145,22 @@ class DefaultModel:
         self._falling_back = dataclasses.replace(
             self.naming, hide_real_models=True, fallback_to_default=True
         )
+        self.listings = ListingRewriter(self.aliases, hide_real_models=self.hide_real_models)
         # The one piece of state requests share: the bytes their bodies hold.
         self.buffered = BufferBudget(max_buffered_bytes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         endpoint = find_endpoint(environ.get("PATH_INFO", ""))
-        if (
-            endpoint is None
-            or not endpoint.names_a_model
-            or environ.get("REQUEST_METHOD", "GET") not in endpoint.methods
-        ):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if endpoint is None or method not in endpoint.methods:
+            return self.app(environ, start_response)
+        if not endpoint.names_a_model:
+            if endpoint.listing in LISTS and method == "GET":
+                # The aliases join the upstream's list (HEAD has no body: it passes).
+                edit = functools.partial(self.listings.rewrite_list, endpoint.listing)
+                return _Exchange(
+                    self.app, environ, start_response, None, self.max_record_bytes, listing=edit
+                )
             return self.app(environ, start_response)
         reservation = Reservation(self.buffered)
         body: bytes | None = None
@@ -203,7 +213,13 @@ class DefaultModel:
         if not self.hide_real_models:
             targets = ", ".join(rename.route.target for rename in decision.renames)
         return _Exchange(
-            self.app, environ, start_response, restorer, self.max_record_bytes, targets
+            self.app,
+            environ,
+            start_response,
+            restorer,
+            self.max_record_bytes,
+            targets,
+            listing=self._details(endpoint.listing, decision),
         )
 
     def _attempt(
@@ -254,6 +270,19 @@ class DefaultModel:
             _set_body(environ, body, reservation)
         environ["wsgi.input"] = HeldBody(body or b"", _keep)
         return body
+
+    def _details(self, listing: Listing | None, decision: Decision) -> DocumentEdit | None:
+        """The edit that makes a reply about the model a request named (``/api/show``,
+        ``/v1/models/{model}``) describe the alias it used, as an installed model."""
+        if listing is None or listing in LISTS:
+            return None
+        rename = decision.renames[0]
+        return functools.partial(
+            self.listings.rewrite_details,
+            listing,
+            client_name=rename.client_name,
+            route=rename.route,
+        )
 
     def _decide(
         self,
@@ -414,9 +443,10 @@ class _Exchange:
 
     What is rewritten, and how, is the pure :func:`~ollama_default.rewriting.plan_response`'s
     choice; this class only moves bytes and calls ``start_response`` when the first of them
-    (or the end) is ready. Every response names the real model in its
-    ``X-Ollama-Default-Target`` header (but while real models are hidden, when ``targets``
-    is None); the body keeps the alias.
+    (or the end) is ready. Every response to a request for an alias names the real model in
+    its ``X-Ollama-Default-Target`` header (``targets``; None while real models are hidden);
+    the body keeps the alias. A listing's reply has no ``restorer`` and no ``targets``: only
+    its ``listing`` edit.
     """
 
     def __init__(
@@ -424,11 +454,14 @@ class _Exchange:
         app: WSGIApplication,
         environ: WSGIEnvironment,
         start_response: StartResponse,
-        restorer: NameRestorer,
+        restorer: NameRestorer | None,
         max_record_bytes: int,
-        targets: str | None,
+        targets: str | None = None,
+        *,
+        listing: DocumentEdit | None = None,
     ) -> None:
         self._targets = targets
+        self._listing = listing
         self._environ = environ
         self._start_response = start_response
         self._restorer = restorer
@@ -455,7 +488,12 @@ class _Exchange:
         if self._targets is not None:
             headers = [*headers, (TARGET_HEADER, self._targets)]
         self._plan = plan_response(
-            self._method, status, headers, self._restorer, self._max_record_bytes
+            self._method,
+            status,
+            headers,
+            self._restorer,
+            self._max_record_bytes,
+            listing=self._listing,
         )
         return self._app_write
 

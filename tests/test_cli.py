@@ -498,7 +498,7 @@ def test_serve_runs_the_proxy_in_front_of_the_upstream(
     assert "MonkeyPatchWarning" not in stderr
     # The start-up summary, once, from the master; then the request's access line.
     assert stderr.count(f"forwarding to {url} (answering)") == 1
-    assert stderr.count("aliases: llmodel -> aya-expanse:8b-q8_0 (default)") == 1
+    assert stderr.count("aliases: llmodel -> aya-expanse:8b-q8_0 (default, installed)") == 1
     assert "workers: 1 x gevent (1000 connections)" in stderr
     access = [line for line in stderr.splitlines() if "ollama_default.access:" in line]
     assert any('"POST /api/generate" 200 alias=llmodel model=aya-expanse:8b-q8_0' in line

@@ -26,9 +26,15 @@ from webtest import TestApp
 
 from ollama_default import ConfigError, DefaultModel
 from ollama_default.ops.access_log import AccessLog
+from ollama_default.proxy.cli import probe_upstream
 from ollama_default.proxy.config import Settings
 from ollama_default.proxy.forwarder import Forwarder
-from ollama_default.proxy.logs import JsonFormatter, configure_logging, startup_summary
+from ollama_default.proxy.logs import (
+    JsonFormatter,
+    configure_logging,
+    missing_targets,
+    startup_summary,
+)
 
 ALIAS, TARGET = "llmodel", "aya-expanse:8b-q8_0"
 LINE = b'{"model":"aya-expanse:8b-q8_0","response":"hi","done":false}\n'
@@ -284,6 +290,39 @@ def test_the_startup_summary_says_the_upstream_urls_credentials_are_sent_but_not
     assert "me@" not in "\n".join(lines)
 
 
+def test_the_startup_summary_says_which_targets_are_installed() -> None:
+    settings = Settings(aliases={ALIAS: TARGET, "big": "qwen3:32b"}, default=ALIAS)
+    installed = {"registry.ollama.ai/library/aya-expanse:8b-q8_0": TARGET}
+    lines = startup_summary(
+        settings, upstream_answers=True, demo=None, workers=None, installed=installed
+    )
+    assert lines[1] == (
+        f"aliases: {ALIAS} -> {TARGET} (default, installed), big -> qwen3:32b (not installed)"
+    )
+    assert missing_targets(settings, installed) == [
+        "alias 'big': its target 'qwen3:32b' is not installed upstream, so clients do not see "
+        "the alias listed and requests for it fail: run ollama pull qwen3:32b"
+    ]
+
+
+def test_the_start_up_probe_reads_the_installed_models() -> None:
+    fake = FakeOllama(["aya-expanse:8b-q8_0", "Library/Llama3.2"])
+    with serve(fake) as url:
+        host_and_port = url.split("://", 1)[1]
+        probe = probe_upstream(f"http://me:pw@{host_and_port}/")
+        assert fake.requests[-1].path == "/api/tags"
+        assert fake.requests[-1].headers["authorization"] == "Basic bWU6cHc="
+        assert probe_upstream(url + "/not-ollama") == (True, None)  # 404: no list
+    assert probe == (
+        True,
+        {
+            "registry.ollama.ai/library/aya-expanse:8b-q8_0": TARGET,
+            "registry.ollama.ai/library/llama3.2:latest": "Llama3.2:latest",
+        },
+    )
+    assert probe_upstream(url) == (False, None)  # nothing listens there any more
+
+
 # --------------------------------------------------------------------------------------
 # Through a real gunicorn
 
@@ -327,6 +366,29 @@ def test_gunicorn_logs_each_request_once_with_alias_model_and_reason(
     assert f"forwarding to {fake_url} (answering)" in summary[0]
     assert any("workers: 2 x ollama_default.proxy.gunicorn.GeventWorker" in x for x in lines)
     assert not any("gunicorn.error" in line or "Traceback" in line for line in lines)
+
+
+def test_gunicorn_says_at_start_up_which_alias_has_no_installed_target(
+    fake_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "ollama-default.toml"
+    config.write_text(f'default = "{ALIAS}"\n[aliases]\n{ALIAS} = "{TARGET}"\nbig = "qwen3:32b"\n')
+    settings = {"OLLAMA_DEFAULT_UPSTREAM": fake_url, "OLLAMA_DEFAULT_CONFIG": str(config)}
+    with run_proxy(settings, tmp_path) as proxy:
+        listed = requests.get(f"{proxy.base_url}/api/tags", timeout=TIMEOUT_S).json()["models"]
+    assert [model["name"] for model in listed][:1] == [f"{ALIAS}:latest"]  # "big" is not
+    lines = proxy.stderr().splitlines()
+    [aliases] = [line for line in lines if "ollama_default: aliases: " in line]
+    assert aliases.endswith(
+        f"aliases: {ALIAS} -> {TARGET} (default, installed), big -> qwen3:32b (not installed)"
+    )
+    [missing] = [line for line in lines if "is not installed upstream" in line]
+    assert "[WARNING]" in missing
+    assert missing.endswith(
+        "ollama_default: ollama-default: alias 'big': its target 'qwen3:32b' is not installed "
+        "upstream, so clients do not see the alias listed and requests for it fail: run "
+        "ollama pull qwen3:32b"
+    )
 
 
 def test_gunicorn_writes_json_lines_to_the_log_file(tmp_path: Path) -> None:

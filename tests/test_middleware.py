@@ -201,15 +201,86 @@ def test_transcription_form_field(client: TestApp, fake: FakeOllama) -> None:
     assert "text" in response.json
 
 
-@pytest.mark.parametrize("path", ["/api/tags", "/v1/models", "/api/version", "/"])
-def test_listings_and_other_routes_pass_through(fake: FakeOllama, path: str) -> None:
+@pytest.mark.parametrize("path", ["/api/version", "/"])
+def test_other_routes_pass_through(fake: FakeOllama, path: str) -> None:
     client = TestApp(DefaultModel(fake, mapping=ALIASES), lint=True)
     assert client.get(path).body == TestApp(fake).get(path).body
 
 
-def test_loaded_models_are_listed_as_upstream_lists_them(client: TestApp) -> None:
+# --------------------------------------------------------------------------------------
+# Listings: the aliases where clients look for models
+
+
+def test_tags_list_the_installed_aliases_first(client: TestApp, fake: FakeOllama) -> None:
+    response = client.get("/api/tags")
+    upstream = TestApp(fake).get("/api/tags").json["models"]
+    listed = response.json["models"]
+    # "ghost" points at a model that is not installed: not listed.
+    assert [m["name"] for m in listed] == ["llmodel:latest", "embed:latest"] + [
+        m["name"] for m in upstream
+    ]
+    assert listed[0]["digest"] == next(m["digest"] for m in upstream if m["name"] == TARGET)
+    assert response.headers["Content-Length"] == str(len(response.body))
+    assert "X-Ollama-Default-Target" not in response.headers
+
+
+def test_a_head_of_tags_passes_as_it_came(client: TestApp, fake: FakeOllama) -> None:
+    response = client.head("/api/tags")
+    upstream = TestApp(fake).head("/api/tags")
+    assert response.status_int == 200
+    assert response.headers == upstream.headers
+
+
+def test_loaded_aliases_are_listed_as_loaded(client: TestApp) -> None:
+    assert client.get("/api/ps").json["models"] == []
     client.post_json("/api/generate", {"model": "llmodel"})
-    assert [model["name"] for model in client.get("/api/ps").json["models"]] == [TARGET]
+    listed = client.get("/api/ps").json["models"]
+    assert [model["name"] for model in listed] == ["llmodel:latest", TARGET]
+    assert listed[0]["expires_at"] == listed[1]["expires_at"]
+    assert listed[0]["size_vram"] == listed[1]["size_vram"]
+
+
+def test_openai_models_list_the_aliases(client: TestApp) -> None:
+    data = client.get("/v1/models").json["data"]
+    assert data[:2] == [
+        {"id": "llmodel:latest", "object": "model", "created": data[2]["created"],
+         "owned_by": "library"},
+        {"id": "embed:latest", "object": "model", "created": data[3]["created"],
+         "owned_by": "library"},
+    ]  # fmt: skip
+    assert [entry["id"] for entry in data[2:]] == [TARGET, EMBED_TARGET, "llama3.2:latest"]
+
+
+@pytest.mark.parametrize("name", ["llmodel", "llmodel:latest", "LLModel"])
+def test_an_openai_model_is_the_alias_as_asked_for(client: TestApp, name: str) -> None:
+    shown = client.get(f"/v1/models/{name}").json
+    real = client.get(f"/v1/models/{TARGET}").json
+    assert shown == {**real, "id": name}
+
+
+def test_show_of_an_alias_looks_as_for_an_installed_model(client: TestApp) -> None:
+    shown = client.post_json("/api/show", {"model": "llmodel"}).json
+    real = client.post_json("/api/show", {"model": TARGET}).json
+    assert shown["modelfile"] == real["modelfile"].replace(
+        f"# FROM {TARGET}\n", "# FROM llmodel:latest\n"
+    )
+    assert {**shown, "modelfile": real["modelfile"]} == real
+
+
+def test_hidden_real_models_leave_only_the_aliases_listed(fake: FakeOllama) -> None:
+    client = TestApp(DefaultModel(fake, mapping=ALIASES, hide_real_models=True), lint=True)
+    assert [m["name"] for m in client.get("/api/tags").json["models"]] == [
+        "llmodel:latest",
+        "embed:latest",
+    ]
+    assert [m["id"] for m in client.get("/v1/models").json["data"]] == [
+        "llmodel:latest",
+        "embed:latest",
+    ]
+    TestApp(fake).post_json("/api/generate", {"model": "llama3.2"})  # loaded, not by a client
+    assert client.get("/api/ps").json["models"] == []
+    client.post_json("/api/generate", {"model": "llmodel"})
+    assert [m["name"] for m in client.get("/api/ps").json["models"]] == ["llmodel:latest"]
 
 
 @pytest.mark.parametrize(

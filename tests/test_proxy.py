@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import anthropic
+import langchain_ollama
 import ollama
 import openai
 import pytest
@@ -422,13 +423,59 @@ def test_ollama_embed_with_an_alias_runs_the_target_and_answers_as_the_alias(
     assert len(response.embeddings) == 2
 
 
-def test_ollama_list_shows_the_upstreams_models_untouched(
+def test_ollama_list_shows_the_aliases_and_each_listed_name_chats(
     ollama_client: ollama.Client, fake: FakeOllama
 ) -> None:
     listed = ollama_client.list()
 
     assert fake.requests[-1].path == "/api/tags"
-    assert [model.model for model in listed.models] == list(DEFAULT_MODELS)
+    names = [model.model for model in listed.models]
+    assert names == [f"{CHAT_ALIAS}:latest", f"{EMBED_ALIAS}:latest", *DEFAULT_MODELS]
+    alias, target = listed.models[0], listed.models[names.index(CHAT_TARGET)]
+    assert (alias.digest, alias.size, alias.modified_at, alias.details) == (
+        target.digest, target.size, target.modified_at, target.details
+    )  # fmt: skip
+    # A client picks the listed name and sends it back, with or without the tag.
+    for name in (alias.model, CHAT_ALIAS):
+        assert name is not None
+        reply = ollama_client.chat(model=name, messages=MESSAGES)
+        assert fake.requests[-1].json["model"] == CHAT_TARGET
+        assert reply.model == name
+        assert reply.message.content == ANSWER
+
+
+def test_ollama_ps_shows_an_alias_whose_target_is_loaded(
+    ollama_client: ollama.Client, fake: FakeOllama
+) -> None:
+    ollama_client.generate(model=CHAT_ALIAS, prompt="")  # loads it
+    loaded = ollama_client.ps().models
+
+    assert fake.requests[-1].path == "/api/ps"
+    by_name = {model.model: model for model in loaded}
+    alias, target = by_name[f"{CHAT_ALIAS}:latest"], by_name[CHAT_TARGET]
+    assert (alias.size_vram, alias.expires_at, alias.digest) == (
+        target.size_vram, target.expires_at, target.digest
+    )  # fmt: skip
+
+
+def test_ollama_show_of_an_alias_names_the_alias(ollama_client: ollama.Client) -> None:
+    shown = ollama_client.show(CHAT_ALIAS)
+
+    assert shown.modelfile is not None
+    assert f"# FROM {CHAT_ALIAS}:latest\n" in shown.modelfile
+    assert CHAT_TARGET not in shown.modelfile
+
+
+def test_langchain_validates_and_chats_with_an_alias(proxy: GunicornProcess) -> None:
+    # validate_model_on_init looks the model up in /api/tags (langchain_ollama
+    # _utils.validate_model), as Open WebUI and Home Assistant do.
+    chat = langchain_ollama.ChatOllama(
+        model=CHAT_ALIAS, base_url=proxy.base_url, validate_model_on_init=True
+    )
+    try:
+        assert chat.invoke("hello").content == ANSWER
+    finally:
+        chat._client.close()  # its keep-alive socket; ChatOllama never closes it
 
 
 # --------------------------------------------------------------------------------------
@@ -488,13 +535,48 @@ def test_openai_embeddings_with_an_alias_run_the_target_and_answer_as_the_alias(
     assert len(response.data) == 1
 
 
-def test_openai_models_list_shows_the_upstreams_models_untouched(
+def test_openai_models_list_shows_the_aliases_and_each_listed_id_chats(
     openai_client: openai.OpenAI, fake: FakeOllama
 ) -> None:
     listed = openai_client.models.list()
 
     assert fake.requests[-1].path == "/v1/models"
-    assert [model.id for model in listed.data] == list(DEFAULT_MODELS)
+    ids = [model.id for model in listed.data]
+    assert ids == [f"{CHAT_ALIAS}:latest", f"{EMBED_ALIAS}:latest", *DEFAULT_MODELS]
+    assert listed.data[0].created == listed.data[ids.index(CHAT_TARGET)].created
+    assert listed.data[0].owned_by == "library"
+    completion = openai_client.chat.completions.create(model=ids[0], messages=MESSAGES)
+    assert fake.requests[-1].json["model"] == CHAT_TARGET
+    assert completion.model == ids[0]
+
+
+@pytest.mark.parametrize("name", [CHAT_ALIAS, f"{CHAT_ALIAS}:latest"], ids=["bare", "tagged"])
+def test_openai_models_retrieve_shows_the_alias(
+    openai_client: openai.OpenAI, fake: FakeOllama, name: str
+) -> None:
+    model = openai_client.models.retrieve(name)
+
+    assert fake.requests[-1].path == f"/v1/models/{CHAT_TARGET}"
+    assert (model.id, model.object, model.owned_by) == (name, "model", "library")
+
+
+def test_a_proxy_hiding_the_real_models_lists_only_the_aliases(
+    fake_url: str, tmp_path: Path
+) -> None:
+    settings = {
+        "OLLAMA_DEFAULT_UPSTREAM": fake_url,
+        "OLLAMA_DEFAULT_ALIAS": CHAT_ALIAS,
+        "OLLAMA_DEFAULT_TARGET": CHAT_TARGET,
+        "OLLAMA_DEFAULT_HIDE_REAL_MODELS": "1",
+    }
+    with run_gunicorn(settings, log_dir=tmp_path, options=SMALL_OPTIONS) as server:
+        with ollama.Client(host=server.base_url, timeout=TIMEOUT_S) as client:
+            assert [m.model for m in client.list().models] == [f"{CHAT_ALIAS}:latest"]
+        with openai.OpenAI(
+            base_url=server.base_url + "/v1", api_key="x", timeout=TIMEOUT_S, max_retries=0
+        ) as openai_client:
+            assert [m.id for m in openai_client.models.list().data] == [f"{CHAT_ALIAS}:latest"]
+    assert "Traceback" not in server.stderr()
 
 
 # --------------------------------------------------------------------------------------

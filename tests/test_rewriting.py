@@ -91,3 +91,46 @@ def test_a_passthrough_changes_nothing() -> None:
     assert passthrough.feed(SENT) == SENT
     assert passthrough.finish() == b""
     assert passthrough.headers == [("Content-Type", "text/plain"), ("Content-Length", "3")]
+
+
+# A listing's edit: here one that marks what it was given.
+def listing(document: bytes) -> bytes:
+    return b"[" + document + b"]"
+
+
+JSON = ("Content-Type", "application/json; charset=utf-8")
+
+
+def test_a_listing_is_edited_whole_only_when_it_succeeded() -> None:
+    document = plan_response("GET", "200 OK", [JSON], None, 1000, listing=listing)
+    assert isinstance(document, DocumentRewrite)
+    assert document.feed(b"{}") == b""
+    assert document.finish() == b"[{}]"
+    assert document.headers == [JSON, ("Content-Length", "4")]
+    # Errors, other media types, HEAD, a stream: as they came.
+    for method, status, headers in [
+        ("GET", "500 Internal Server Error", [JSON]),
+        ("GET", "200 OK", [("Content-Type", "text/plain")]),
+        ("HEAD", "200 OK", [JSON]),
+        ("GET", "200 OK", [("Content-Type", "application/x-ndjson")]),
+    ]:
+        assert isinstance(
+            plan_response(method, status, headers, None, 1000, listing=listing), Passthrough
+        )
+
+
+def test_a_reply_about_an_alias_is_restored_then_edited() -> None:
+    document = plan_response("POST", "200 OK", [JSON], restorer(), 1000, listing=listing)
+    document.feed(SENT)
+    assert document.finish() == b"[" + SHOWN + b"]"
+    # An error is restored, not edited.
+    error = plan_response("POST", "404 Not Found", [JSON], restorer(), 1000, listing=listing)
+    error.feed(SENT)
+    assert error.finish() == SHOWN
+
+
+def test_a_listing_past_the_cap_goes_out_as_it_came() -> None:
+    document = plan_response("GET", "200 OK", [JSON], None, 4, listing=listing)
+    assert document.feed(b'{"models":[]}') == b'{"models":[]}'
+    assert document.finish() == b""
+    assert document.headers == [JSON]

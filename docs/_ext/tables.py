@@ -20,6 +20,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from ollama_default.core.endpoints import ENDPOINTS, Field, ResponseFields
+from ollama_default.core.listings import LISTS
 from ollama_default.proxy.config import CONFIG_VARIABLE, SETTINGS
 from ollama_default.proxy.declaration import Declared
 
@@ -90,6 +91,10 @@ class EndpointTable(_Table):
             response = _paths(endpoint.response_fields)
             if "error" in endpoint.response_fields:
                 response.append("names in error messages")
+            if endpoint.listing in LISTS:
+                response.append("each installed alias listed as a model (:ref:`listings`)")
+            elif endpoint.listing is not None:
+                response.append("the alias described as a model (:ref:`listings`)")
             rows.append((
                 f"{methods} ``{endpoint.path}``",
                 _request_fields(endpoint),

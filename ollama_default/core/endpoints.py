@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .dialects import Dialect
+from .listings import Listing
 
 
 class Field(Enum):
@@ -53,6 +54,8 @@ class Endpoint:
     (``"deleted"``): an alias is refused there (:mod:`~ollama_default.core.naming`).
     ``falls_back`` is true on the inference endpoints, where ``fallback_to_default`` sends a
     request for a model the upstream does not have to the default.
+    ``listing`` says which listing or model description a successful reply is, where
+    aliases are shown as models (:mod:`~ollama_default.core.listings`).
     """
 
     methods: frozenset[str]
@@ -67,6 +70,7 @@ class Endpoint:
     decodes_zstd: bool = False
     destination_fields: Mapping[str, str] = field(default_factory=dict)
     falls_back: bool = False
+    listing: Listing | None = None
 
     @property
     def names_a_model(self) -> bool:
@@ -142,6 +146,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "model_info": {"general.basename": Field.MODEL_NAME},
         },
         summary="model details",
+        listing=Listing.SHOW,
     ),
     _management("POST", "/api/pull", _MODEL_OR_NAME, "download a model"),
     # Pulling an alias pulls its target, and copying or creating from one copies its target:
@@ -187,6 +192,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path_model=True,
         response_fields={"id": Field.MODEL_NAME, "error": Field.ERROR},
         summary="OpenAI model details",
+        listing=Listing.OPENAI_MODEL,
     ),
     Endpoint(
         _POST,
@@ -202,9 +208,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # Routes that name no model in the request; listed so that the table is complete.
     Endpoint(_GET_HEAD, "/", _OLLAMA, summary="health check"),
     Endpoint(_GET_HEAD, "/api/version", _OLLAMA, summary="server version"),
-    Endpoint(_GET_HEAD, "/api/tags", _OLLAMA, summary="installed models"),
-    Endpoint(_GET, "/api/ps", _OLLAMA, summary="loaded models"),
-    Endpoint(_GET, "/v1/models", _OPENAI, summary="OpenAI model list"),
+    Endpoint(_GET_HEAD, "/api/tags", _OLLAMA, summary="installed models", listing=Listing.TAGS),
+    Endpoint(_GET, "/api/ps", _OLLAMA, summary="loaded models", listing=Listing.PROCESSES),
+    Endpoint(
+        _GET, "/v1/models", _OPENAI, summary="OpenAI model list", listing=Listing.OPENAI_MODELS
+    ),
     Endpoint(frozenset({"HEAD", "POST"}), "/api/blobs/{digest}", _OLLAMA, summary="blobs"),
 )
 

@@ -16,8 +16,10 @@ import argparse
 import dataclasses
 import difflib
 import errno
+import http.client
 import importlib
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -46,7 +48,7 @@ from .config import (
     load_settings_with_sources,
 )
 from .declaration import SWITCH, Declared, flag_name, value_at
-from .forwarder import DEFAULT_MAX_CONNECTIONS, without_userinfo
+from .forwarder import DEFAULT_MAX_CONNECTIONS, basic_authorization, without_userinfo
 from .logs import configure_logging, log_startup
 
 if TYPE_CHECKING:
@@ -345,9 +347,11 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         return _fail(EXIT_USAGE, f"configuration error: {error}")
     worker_class = str(options["worker_class"])
     kind = "gevent" if worker_class.endswith("GeventWorker") else worker_class
+    probe = UpstreamProbe(None, None) if demo else probe_upstream(settings.upstream)
     log_startup(
         settings,
-        upstream_answers=None if demo else is_answering(settings.upstream),
+        upstream_answers=probe.answers,
+        installed=probe.installed,
         demo=demo,
         workers=f"{options['workers']} x {kind} ({options['worker_connections']} connections)",
     )
@@ -632,6 +636,52 @@ def log_start_up_warnings(settings: Settings, *, demo: str | None) -> None:
             without_userinfo(settings.upstream),
         )
         _log.warning("ollama-default: %s", ADD_ALIAS_HINT)
+
+
+class UpstreamProbe(NamedTuple):
+    """What the upstream said at start-up."""
+
+    #: Whether it accepted a connection (None: not tried).
+    answers: bool | None
+    #: The models it lists, name key -> name; None when it did not list them.
+    installed: dict[str, str] | None
+
+
+#: The longest wait for each step of the start-up probe: the connection, the reply.
+PROBE_TIMEOUT_S = 2.0
+
+
+def probe_upstream(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> UpstreamProbe:
+    """Ask the upstream at ``url`` which models it has installed (``GET /api/tags``).
+
+    For the start-up log: never raises; an upstream that does not answer, or not with a
+    list of models, is said so.
+    """
+    parts = urlsplit(url)
+    connection_type = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_type(parts.hostname or "", parts.port, timeout=timeout_s)
+    headers = {"Accept": "application/json"}
+    authorization = basic_authorization(url)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    try:
+        try:
+            connection.connect()
+        except OSError:
+            return UpstreamProbe(False, None)
+        connection.request("GET", parts.path.rstrip("/") + "/api/tags", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return UpstreamProbe(True, None)
+        models = json.loads(body)["models"]
+        return UpstreamProbe(True, {name_key(model["name"]): model["name"] for model in models})
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+        return UpstreamProbe(True, None)
+    finally:
+        connection.close()
 
 
 def is_answering(url: str) -> bool:

@@ -55,7 +55,7 @@ from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 from ..core.dialects import error_body
 from ..core.endpoints import dialect_for
 from ..core.errors import ConfigError
-from .cli import SERVE_DEFAULTS, gunicorn_trust, is_answering
+from .cli import SERVE_DEFAULTS, gunicorn_trust, probe_upstream
 from .config import Settings, load_settings
 from .logs import configure_logging, log_startup
 from .reading import HEAD_TIMEOUT_S
@@ -91,9 +91,11 @@ def on_starting(server: Any) -> None:
     # believes about the client (none by default), before any worker reads them.
     for key, value in gunicorn_trust(settings.trusted_proxies).items():
         cfg.set(key, value)
+    probe = probe_upstream(settings.upstream)
     log_startup(
         settings,
-        upstream_answers=is_answering(settings.upstream),
+        upstream_answers=probe.answers,
+        installed=probe.installed,
         workers=f"{cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections)",
     )
 

@@ -13,11 +13,13 @@ import json
 import logging
 import logging.handlers
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..core.errors import ConfigError
+from ..core.names import name_key
 from .forwarder import basic_authorization, without_userinfo
 
 if TYPE_CHECKING:
@@ -92,11 +94,18 @@ def configure_logging(settings: Settings) -> None:
 
 
 def startup_summary(
-    settings: Settings, *, upstream_answers: bool | None, demo: str | None, workers: str | None
+    settings: Settings,
+    *,
+    upstream_answers: bool | None,
+    demo: str | None,
+    workers: str | None,
+    installed: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Return the lines the proxy logs when it starts.
 
     :param upstream_answers: whether the upstream accepted a connection (None: not tried).
+    :param installed: the models the upstream lists, name key -> name (None: not known);
+        each alias then says whether its target is installed.
     :param demo: why the demo backend is served instead of the upstream, or None.
     :param workers: how many workers of which kind serve, or None when unknown.
     """
@@ -112,7 +121,7 @@ def startup_summary(
             )
     default = settings.alias_table.default.alias if settings.alias_table.default else None
     aliases = ", ".join(
-        f"{alias} -> {target}" + (" (default)" if alias == default else "")
+        f"{alias} -> {target}" + _alias_notes(alias == default, target, installed)
         for alias, target in settings.aliases.items()
     )
     access = "off"
@@ -127,15 +136,39 @@ def startup_summary(
     ]
 
 
+def missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[str]:
+    """Return one line for each alias whose target the upstream does not list."""
+    return [
+        f"alias {alias!r}: its target {target!r} is not installed upstream, so clients do not "
+        f"see the alias listed and requests for it fail: run ollama pull {target}"
+        for alias, target in settings.aliases.items()
+        if name_key(target) not in installed
+    ]
+
+
 def log_startup(
     settings: Settings,
     *,
     upstream_answers: bool | None,
     demo: str | None = None,
     workers: str | None = None,
+    installed: Mapping[str, str] | None = None,
 ) -> None:
-    """Log :func:`startup_summary` at INFO."""
+    """Log :func:`startup_summary` at INFO, and :func:`missing_targets` at WARNING."""
     for line in startup_summary(
-        settings, upstream_answers=upstream_answers, demo=demo, workers=workers
+        settings,
+        upstream_answers=upstream_answers,
+        demo=demo,
+        workers=workers,
+        installed=installed,
     ):
         _log.info(line)
+    for line in missing_targets(settings, installed) if installed is not None else []:
+        _log.warning("ollama-default: %s", line)
+
+
+def _alias_notes(is_default: bool, target: str, installed: Mapping[str, str] | None) -> str:
+    notes = ["default"] if is_default else []
+    if installed is not None:
+        notes.append("installed" if name_key(target) in installed else "not installed")
+    return f" ({', '.join(notes)})" if notes else ""
