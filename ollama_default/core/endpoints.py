@@ -59,6 +59,9 @@ class Endpoint:
     response_fields: ResponseFields = field(default_factory=dict)
     summary: str = ""
     decodes_zstd: bool = False
+    #: The family of fields its requests take for per-alias parameters (a key of
+    #: :data:`~ollama_default.core.params.PLACES`), or "" when none apply.
+    params: str = ""
 
     @property
     def names_a_model(self) -> bool:
@@ -77,7 +80,9 @@ _MODEL = (("model",),)
 _MODEL_OR_NAME = (("model", "name"),)
 
 
-def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: str) -> Endpoint:
+def _inference(
+    path: str, dialect: Dialect, response: ResponseFields, summary: str, params: str
+) -> Endpoint:
     return Endpoint(
         _POST,
         path,
@@ -90,6 +95,7 @@ def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: s
         # server/routes.go:1916-1926 puts cloudPassthroughMiddleware, which zstd-decodes
         # the body, before every /v1 inference route.
         decodes_zstd=path.startswith("/v1/"),
+        params=params,
     )
 
 
@@ -110,10 +116,10 @@ def _management(
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    _inference("/api/generate", _OLLAMA, _ECHOED_MODEL, "text generation"),
-    _inference("/api/chat", _OLLAMA, _ECHOED_MODEL, "chat"),
-    _inference("/api/embed", _OLLAMA, _ECHOED_MODEL, "embeddings"),
-    _inference("/api/embeddings", _OLLAMA, _NATIVE_ERROR, "embeddings (legacy)"),
+    _inference("/api/generate", _OLLAMA, _ECHOED_MODEL, "text generation", "generate"),
+    _inference("/api/chat", _OLLAMA, _ECHOED_MODEL, "chat", "chat"),
+    _inference("/api/embed", _OLLAMA, _ECHOED_MODEL, "embeddings", "embed"),
+    _inference("/api/embeddings", _OLLAMA, _NATIVE_ERROR, "embeddings (legacy)", "embed"),
     Endpoint(
         _POST,
         "/api/show",
@@ -134,15 +140,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _management("POST", "/api/create", (("model", "name"), ("from",)), "create a model"),
     _management("POST", "/api/copy", (("source",), ("destination",)), "copy a model"),
     _management("DELETE", "/api/delete", _MODEL_OR_NAME, "delete a model"),
-    _inference("/v1/chat/completions", _OPENAI, _ECHOED_MODEL, "OpenAI chat"),
-    _inference("/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions"),
-    _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings"),
+    _inference("/v1/chat/completions", _OPENAI, _ECHOED_MODEL, "OpenAI chat", "openai-chat"),
+    _inference(
+        "/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions", "openai-completions"
+    ),
+    _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings", ""),
     _inference(
         "/v1/responses",
         _OPENAI,
         # Streamed events carry the model only under "response" (openai/responses.go).
         {**_ECHOED_MODEL, "response": _ECHOED_MODEL},
         "OpenAI responses",
+        "openai-responses",
     ),
     _inference(
         "/v1/messages",
@@ -150,6 +159,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         # Streamed, only message_start carries it, as message.model (anthropic.go).
         {**_ECHOED_MODEL, "message": {"model": Field.MODEL_NAME}},
         "Anthropic messages",
+        "anthropic-messages",
     ),
     Endpoint(
         _GET,
