@@ -106,7 +106,8 @@ class AliasTable(Mapping[str, Route]):
         """Aliases sharing a target with different load-time parameters (``num_ctx``,
         ``keep_alive``...): requests through them make Ollama reload the model in turn."""
         return load_time_conflicts(
-            (route.alias, name_key(route.target), route.params) for route in self._routes.values()
+            (route.alias, route.target, name_key(route.target), route.params)
+            for route in self._routes.values()
         )
 
     @property

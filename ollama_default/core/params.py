@@ -251,6 +251,10 @@ def _shown(value: object) -> str:
         return repr(value)
 
 
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -465,11 +469,18 @@ class Params:
         return None
 
     def describe(self) -> str:
-        """The parameters in a line, for ``check`` and logs."""
-        parts = [f"{name}={_shown(value)}" for name, value in self.defaults.items()]
-        parts += [f"{name}={_shown(value)}!" for name, value in self.overrides.items()]
-        parts += [f"-{name}" for name in self.strip]
-        return " ".join(parts)
+        """The parameters in a line, for ``check`` and the start-up log (long values cut)."""
+        parts = []
+        for mode, items in (
+            (Mode.DEFAULTS, self.defaults.items()),
+            (Mode.OVERRIDES, self.overrides.items()),
+        ):
+            if items:
+                shown = ", ".join(f"{name}={_cut(_shown(value))}" for name, value in items)
+                parts.append(f"{mode.value}: {shown}")
+        if self.strip:
+            parts.append(f"strip: {', '.join(self.strip)}")
+        return "; ".join(parts)
 
     def plan(self, family: str) -> _Plan | None:
         return self._plans.get(family)
@@ -692,6 +703,10 @@ def _is_valid_json(raw: bytes) -> bool:
 # --- Load-time conflicts --------------------------------------------------------------------
 
 
+class LoadTimeConflictWarning(UserWarning):
+    """Aliases share a target but load it differently (see :class:`Conflict`)."""
+
+
 @dataclass(frozen=True)
 class Conflict:
     """Two aliases of one target that load it differently: they evict each other."""
@@ -703,10 +718,16 @@ class Conflict:
 
     def __str__(self) -> str:
         (a, value_a), (b, value_b) = self.first, self.second
+        effect = (
+            "each request sets when Ollama unloads the model, so each alias cuts the other's "
+            "time short"
+            if self.parameter == "keep_alive"
+            else "Ollama reloads the model each time requests switch between them"
+        )
         return (
             f"aliases {a!r} and {b!r} share the target {self.target!r} but set {self.parameter} "
-            f"differently ({_conflict_value(value_a)} and {_conflict_value(value_b)}): Ollama "
-            "reloads the model each time requests switch between them"
+            f"differently ({_conflict_value(value_a)} and {_conflict_value(value_b)}): {effect}; "
+            "set it alike in overrides of both"
         )
 
 
@@ -717,14 +738,15 @@ def _conflict_value(value: object) -> str:
     return "not set" if value is _UNSET else _shown(value)
 
 
-def load_time_conflicts(routes: Iterable[tuple[str, str, Params]]) -> list[Conflict]:
-    """Every pair of aliases (name, target key, params) sharing a target with different
-    load-time values (set or not, in defaults or overrides), one per parameter."""
-    by_target: dict[str, list[tuple[str, Params]]] = {}
-    for alias, target, params in routes:
-        by_target.setdefault(target, []).append((alias, params))
+def load_time_conflicts(routes: Iterable[tuple[str, str, str, Params]]) -> list[Conflict]:
+    """Aliases (name, target, the target's name key, params) sharing a target with different
+    load-time values (set or not, in defaults or overrides): per parameter, each alias that
+    differs from one before it, with that one."""
+    by_target: dict[str, tuple[str, list[tuple[str, Params]]]] = {}
+    for alias, target, key, params in routes:
+        by_target.setdefault(key, (target, []))[1].append((alias, params))
     conflicts = []
-    for target, aliases in by_target.items():
+    for target, aliases in by_target.values():
         if len(aliases) < 2:
             continue
         for parameter in PARAMETERS:
