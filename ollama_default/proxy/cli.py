@@ -683,12 +683,15 @@ def check(loaded: LoadedSettings) -> int:
         print(f"no aliases configured: {ADD_ALIAS_HINT}")
         return EXIT_OK if installed is not None else EXIT_FAILURE
     default = settings.alias_table.default
-    rows = [("alias", "target", "installed", "loaded", "parameters")]
+    with_params = settings.alias_table.has_params  # a column only when some alias has any
+    rows: list[tuple[str, ...]] = [
+        ("alias", "target", "installed", "loaded", *(("parameters",) if with_params else ()))
+    ]
     for alias, route in settings.alias_table.items():
         key = name_key(route.target)
         shown = f"{alias} (default)" if default and alias == default.alias else alias
-        params = route.params.describe() or "none"
-        rows.append((shown, route.target, _yes(key, installed), _yes(key, loaded_keys), params))
+        params = (route.params.describe() or "none",) if with_params else ()
+        rows.append((shown, route.target, _yes(key, installed), _yes(key, loaded_keys), *params))
     _print_table(rows)
     conflicts = [f"warning: {conflict}" for conflict in settings.alias_table.load_time_conflicts()]
     if conflicts:
