@@ -580,7 +580,7 @@ def param_edits(
     if plan.options_rest:
         end.append(_options(plan.options_rest))
     for key, zero_is_unset, member in plan.top_defaults:
-        if _is_unset(body, values.get(key), zero_is_unset):
+        if _is_unset(body, reading, key, zero_is_unset):
             end.append(member)
     if plan.top_end:
         end.append(plan.top_end)
@@ -597,12 +597,19 @@ def _options(members: bytes) -> bytes:
     return b'"options":{' + members + b"}"
 
 
-def _is_unset(body: bytes, member: Member | None, zero_is_unset: bool) -> bool:
-    """Whether the client sent no value in ``member`` (the last non-null one)."""
+def _is_unset(body: bytes, reading: ObjectReading, key: str, zero_is_unset: bool) -> bool:
+    """Whether Go reads no value from the client's members spelling ``key``.
+
+    A plain string or number (``zero_is_unset``) holds the last non-null value, unset when
+    it is the zero value; a pointer, slice or interface is set to nil by a ``null``, so it
+    holds nothing when a ``null`` comes after the last value (decode.go literalStore).
+    """
+    member = reading.values.get(key)
     if member is None:
         return True
     if not zero_is_unset:
-        return False
+        null = reading.nulls.get(key)
+        return null is not None and null.start > member.start
     if member.text is not None:
         return member.text == ""
     raw = body[member.start : member.end]
@@ -623,13 +630,17 @@ def _system_edits(
         if system.mode is Mode.STRIP:
             assert place.unset is not None  # every top-level system place has one
             return [], [member + place.unset]
-        sent = reading.values.get(place.key)
         # A system prompt sent as blocks (Anthropic) is sent; an empty string is none.
-        if sent is None or sent.text == "":
+        sent = reading.values.get(place.key)
+        if _is_unset(body, reading, place.key, place.zero_is_unset) or (
+            sent is not None and sent.text == ""
+        ):
             return [], [member + json_value(system.text)]
         return [], []
     messages = reading.values.get(place.key)
-    if messages is None or body[messages.start] != ord("["):
+    if _is_unset(body, reading, place.key, False) or messages is None:
+        return [], []  # no messages: a "load the model" request
+    if body[messages.start] != ord("["):
         return [], []  # no messages: a "load the model" request, or one Ollama refuses
     spans = array_elements(body, messages.start, messages.end)
     if not spans:
@@ -741,7 +752,7 @@ def _conflict_value(value: object) -> str:
 def load_time_conflicts(routes: Iterable[tuple[str, str, str, Params]]) -> list[Conflict]:
     """Aliases (name, target, the target's name key, params) sharing a target with different
     load-time values (set or not, in defaults or overrides): per parameter, each alias that
-    differs from one before it, with that one."""
+    differs from the first alias of its target, with that one."""
     by_target: dict[str, tuple[str, list[tuple[str, Params]]]] = {}
     for alias, target, key, params in routes:
         by_target.setdefault(key, (target, []))[1].append((alias, params))
@@ -752,13 +763,12 @@ def load_time_conflicts(routes: Iterable[tuple[str, str, str, Params]]) -> list[
         for parameter in PARAMETERS:
             if not parameter.load_time:
                 continue
-            seen: list[tuple[str, object]] = []
+            first: tuple[str, object] | None = None
             for alias, params in aliases:
                 given = params.value(parameter.name)
                 value = given[1] if given is not None and given[0] is not Mode.STRIP else _UNSET
-                for other in seen:
-                    if other[1] != value or type(other[1]) is not type(value):
-                        conflicts.append(Conflict(target, parameter.name, other, (alias, value)))
-                        break
-                seen.append((alias, value))
+                if first is None:
+                    first = (alias, value)
+                elif first[1] != value or type(first[1]) is not type(value):
+                    conflicts.append(Conflict(target, parameter.name, first, (alias, value)))
     return conflicts
