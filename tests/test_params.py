@@ -28,6 +28,11 @@ TARGET = "aya-expanse:8b-q8_0"
 SYSTEM = "You are terse."
 
 
+def cases(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Table rows as test cases, the first cell the id."""
+    return [pytest.param(*row[1:], id=row[0]) for row in rows]
+
+
 def table(**params: Any) -> AliasTable:
     return AliasTable({"llmodel": Alias(TARGET, **params), "plain": "llama3.2"}, default="llmodel")
 
@@ -94,8 +99,7 @@ OPTION_CASES = [
 
 
 @pytest.mark.parametrize("path", ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings"])
-@pytest.mark.parametrize(("params", "members", "expected"),
-                         [row[1:] for row in OPTION_CASES], ids=[row[0] for row in OPTION_CASES])  # fmt: skip
+@pytest.mark.parametrize(("params", "members", "expected"), cases(OPTION_CASES))
 def test_options_as_ollama_reads_them(
     path: str, params: dict[str, Any], members: str, expected: dict[str, Any]
 ) -> None:
@@ -128,8 +132,7 @@ TOP_CASES = [
 
 
 @pytest.mark.parametrize("path", ["/api/generate", "/api/chat"])
-@pytest.mark.parametrize(("params", "members", "key", "expected"),
-                         [row[1:] for row in TOP_CASES], ids=[row[0] for row in TOP_CASES])  # fmt: skip
+@pytest.mark.parametrize(("params", "members", "key", "expected"), cases(TOP_CASES))
 def test_top_level_fields_as_ollama_reads_them(
     path: str, params: dict[str, Any], members: str, key: str, expected: Any
 ) -> None:
@@ -186,8 +189,7 @@ CHAT_CASES = [
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
-@pytest.mark.parametrize(("params", "messages", "expected"),
-                         [row[1:] for row in CHAT_CASES], ids=[row[0] for row in CHAT_CASES])  # fmt: skip
+@pytest.mark.parametrize(("params", "messages", "expected"), cases(CHAT_CASES))
 def test_the_system_prompt_is_a_first_message(
     path: str, params: dict[str, Any], messages: str | None, expected: Any
 ) -> None:
@@ -275,8 +277,9 @@ OTHER_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("path", "params", "members", "key", "reader", "expected"),
-                         [row[1:] for row in OTHER_CASES], ids=[row[0] for row in OTHER_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "params", "members", "key", "reader", "expected"), cases(OTHER_CASES)
+)
 def test_other_endpoints_as_ollama_reads_them(
     path: str, params: dict[str, Any], members: str, key: str, reader: str, expected: Any
 ) -> None:
@@ -297,7 +300,7 @@ def test_a_request_naming_a_real_model_or_a_plain_alias_is_not_touched() -> None
     assert decided == b'{"model":"llama3.2","options":{"seed":1}}'
 
 
-@pytest.mark.parametrize("body", [b"null", b"{}", b' { } ', b'{"prompt":"x"}'])
+@pytest.mark.parametrize("body", [b"null", b"{}", b" { } ", b'{"prompt":"x"}'])
 def test_the_default_gets_its_parameters_too(body: bytes) -> None:
     endpoint = find_endpoint("/api/generate")
     assert endpoint is not None
@@ -417,9 +420,12 @@ def test_default_model_warns_of_load_time_conflicts() -> None:
 
 def test_the_catalogue_names_every_field_of_ollamas_options() -> None:
     # api/types.go Options and Runner at the Ollama version the project follows.
-    options = ("num_keep seed num_predict top_k top_p min_p typical_p repeat_last_n temperature "
-               "repeat_penalty presence_penalty frequency_penalty stop num_ctx num_batch num_gpu "
-               "main_gpu use_mmap num_thread draft_num_predict").split()  # fmt: skip
+    options = [
+        "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p",
+        "repeat_last_n", "temperature", "repeat_penalty", "presence_penalty",
+        "frequency_penalty", "stop", "num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap",
+        "num_thread", "draft_num_predict",
+    ]  # fmt: skip
     names = [parameter.name for parameter in PARAMETERS]
     assert names == [*options, "keep_alive", "think", "format", "system"]
     assert all(PLACES["generate"][name].in_options for name in options)

@@ -46,7 +46,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import ConfigError, RequestError
-from .gojson import Member, ObjectReading, array_elements, read_object
+from .gojson import ObjectReading, array_elements, read_object
 
 #: The key a :class:`ConfigError` about an alias's parameters carries.
 ALIASES = "aliases"
