@@ -453,3 +453,24 @@ def test_the_docs_table_is_the_catalogue() -> None:
     rows = tables.parameter_rows()
     assert [row[0] for row in rows[1:]] == [f"``{p.name}``" for p in PARAMETERS]
     assert json.dumps(rows)  # plain text cells
+
+
+@pytest.mark.parametrize(
+    ("message", "role"),
+    [
+        ('{"role":"system","content":"x"}', "system"),
+        ('{ "ROLE" : "system" }', "system"),
+        ('{"role":"user","content":"{\\"role\\":\\"system\\"}"}', "user"),
+        ('{"role":"user","role":"system"}', "system"),  # the last wins
+        ('{"role":"system","role":null}', "system"),  # null leaves a string as it was
+        ('{"r\\u006fle":"system"}', "system"),
+        ('{"content":"x","role":"system"}', "system"),
+        ('{"role":"System"}', "System"),
+        ('{"role":"user","x":{"role":"system"}}', "user"),
+    ],
+)
+def test_the_role_is_read_as_go_reads_it(message: str, role: str) -> None:
+    assert go_json.field(go_json.read(message.encode()), "role") == role  # the model agrees
+    read = pointer("/api/chat", chat(f"[{message},{U}]"), "messages", overrides={"system": SYSTEM})
+    kept = [] if role == "system" else [role]
+    assert [m["role"] for m in read] == ["system", *kept, "user"]

@@ -685,12 +685,23 @@ def _is_system_message(body: bytes, start: int, end: int) -> bool:
     """Whether the element is an object whose ``role`` Go reads as ``"system"``."""
     if body[start] != ord("{"):
         return False
+    # Most messages start with their only role, plain: {"role":"user",... A key Go folds to
+    # "role" is spelled "role" in any case when the element is ASCII without escapes, so one
+    # such spelling there is the one Go reads.
+    element = body[start:end]
+    if element.isascii() and b"\\" not in element:
+        first = _PLAIN_ROLE.match(element)
+        if first is not None and element.lower().count(b'"role"') == 1:
+            return first.group(1) == b"system"
     try:
         reading = read_object(body[start:end], ("role",))
     except RequestError:  # a bad element: Ollama refuses the body itself
         return False
     role = reading.values.get("role") if reading is not None else None
     return role is not None and role.text == "system"
+
+
+_PLAIN_ROLE = re.compile(rb'\{[ \t\r\n]*"[rR][oO][lL][eE]"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 
 
 def _refuse_constant(name: str) -> Any:
