@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from .core.aliases import AliasTable, Route
 from .core.errors import ConfigError
+from .core.params import Alias
 from .middleware import DefaultModel
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AliasTable", "ConfigError", "DefaultModel", "Route", "__version__"]
+__all__ = ["Alias", "AliasTable", "ConfigError", "DefaultModel", "Route", "__version__"]

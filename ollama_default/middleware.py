@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import ClosingIterator, get_input_stream
 
-from .core.aliases import AliasTable
+from .core.aliases import AliasTable, AliasValue
 from .core.checks import at_least, positive_bytes
 from .core.codings import check_content_encoding
 from .core.endpoints import Body, Endpoint, find_endpoint
@@ -30,6 +31,7 @@ from .core.gojson import SLICE_BYTES
 from .core.listings import LISTS, Listing, ListingRewriter
 from .core.multipart import decide_multipart, decide_query
 from .core.naming import Naming, RefusedName, is_model_not_found
+from .core.params import LoadTimeConflictWarning
 from .core.request_body import Decision, decide_json, decide_json_steps, decide_name
 from .core.response_body import NameRestorer
 from .core.rewriting import DocumentEdit, Passthrough, ResponsePlan, plan_response
@@ -84,7 +86,11 @@ class DefaultModel:
     :param alias: one alias (with ``target``); it is also the default.
     :param target: the real model ``alias`` stands for.
     :param mapping: several aliases, alias -> real model (instead of alias and target), or
-        an :class:`~ollama_default.AliasTable` already built (its default included).
+        an :class:`~ollama_default.AliasTable` already built (its default included). An
+        alias with parameters is an :class:`~ollama_default.Alias` (or a dict of its keys)
+        in place of the real model. Aliases that share a target but load it differently
+        (``num_ctx``, ``keep_alive``...) are warned about
+        (:class:`~ollama_default.core.params.LoadTimeConflictWarning`).
     :param default: the alias used when a request names no model.
     :param max_body_bytes: larger request bodies get 413 before they are read.
     :param max_buffered_bytes: the request-body bytes held at once, by all requests this
@@ -113,7 +119,7 @@ class DefaultModel:
         alias: str | None = None,
         target: str | None = None,
         *,
-        mapping: Mapping[str, str] | AliasTable | None = None,
+        mapping: Mapping[str, AliasValue] | AliasTable | None = None,
         default: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
@@ -129,6 +135,8 @@ class DefaultModel:
             self.aliases = mapping
         else:
             self.aliases = AliasTable(_mapping(alias, target, mapping), default)
+        for conflict in self.aliases.load_time_conflicts():
+            warnings.warn(str(conflict), LoadTimeConflictWarning, stacklevel=2)
         self.max_body_bytes = positive_bytes("max_body_bytes", max_body_bytes)
         positive_bytes("max_buffered_bytes", max_buffered_bytes)
         at_least("max_buffered_bytes", max_buffered_bytes, "max_body_bytes", max_body_bytes)
@@ -382,8 +390,8 @@ class DefaultModel:
 
 
 def _mapping(
-    alias: str | None, target: str | None, mapping: Mapping[str, str] | None
-) -> Mapping[str, str]:
+    alias: str | None, target: str | None, mapping: Mapping[str, AliasValue] | None
+) -> Mapping[str, AliasValue]:
     if mapping is not None:
         if alias is not None or target is not None:
             raise ConfigError("give either alias and target, or mapping, not both")

@@ -108,3 +108,46 @@ def reference(members: Members | None, keys: tuple[str, ...]) -> Any:
         if value != "":
             return value
     return value
+
+
+def pointer(members: Members | None, name: str) -> Any:
+    """What Go decodes into a pointer, slice, map or interface field ``name``: the last
+    member folding to it, ``null`` setting it to nil (None here; absent too)."""
+    value: Any = None
+    for key, member in members or ():
+        if go_fold(key) == go_fold(name):
+            value = member
+    return value
+
+
+def options(members: Members | None) -> dict[str, Any]:
+    """The options Ollama uses from ``options`` (``map[string]any``): each object merges into
+    the map Go already made, ``null`` resets it to nil; ``api.Options.FromMap`` then skips
+    nil values."""
+    found: dict[str, Any] | None = None
+    for key, member in members or ():
+        if go_fold(key) != go_fold("options"):
+            continue
+        if member is None:
+            found = None
+        elif isinstance(member, Members):
+            found = {} if found is None else found
+            found.update(member)
+        else:
+            raise Unreadable("options is not an object")
+    return {key: value for key, value in (found or {}).items() if value is not None}
+
+
+def plain(value: Any) -> Any:
+    """A value read by :func:`read` as plain Python: objects as dicts (last key wins),
+    numbers as int or float."""
+    if isinstance(value, Members):
+        return {key: plain(item) for key, item in value}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "number":
+        number = float(value[1])
+        return int(number) if number.is_integer() and "." not in value[1] else number
+    return value

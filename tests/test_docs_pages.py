@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
-from ollama_default import ConfigError
 from ollama_default.proxy.config import SETTINGS, load_settings
 
 if sys.version_info >= (3, 11):
@@ -28,8 +27,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGE = DOCS / "replacing.rst"
 #: The keys of an alias given as a table (SPEC of #12).
 ALIAS_KEYS = frozenset({"target", "defaults", "overrides", "strip", "system"})
-#: Settings #12 adds; not declared in ``SETTINGS`` until it lands.
-NEW_SETTINGS = frozenset({"hide_real_models", "default_names", "fallback_to_default"})
+#: What the page's last section shows that no other approach gives.
+GAINS = frozenset({"hide_real_models", "default_names", "fallback_to_default"})
 #: Each approach the page replaces: its section's anchor, and words of its title.
 APPROACHES = {
     "replacing-cp": "ollama cp",
@@ -95,24 +94,6 @@ def toml_blocks() -> list[Block]:
     ]
 
 
-def needs(document: dict[str, Any]) -> list[str]:
-    """What of #12 a configuration uses: table aliases, and the settings #12 adds."""
-    tables = [
-        name for name, alias in document.get("aliases", {}).items() if isinstance(alias, dict)
-    ]
-    return (["aliases as tables"] if tables else []) + sorted(NEW_SETTINGS & document.keys())
-
-
-def toml_cases() -> list[Any]:
-    cases = []
-    for block in toml_blocks():
-        missing = needs(tomllib.loads(block.text))
-        reason = f"needs #12 params: {', '.join(missing)}"
-        marks = [pytest.mark.xfail(strict=True, raises=ConfigError, reason=reason)]
-        cases.append(pytest.param(block, id=f"line-{block.line}", marks=marks if missing else []))
-    return cases
-
-
 def toctree(index: Path) -> list[str]:
     """The entries of the first toctree of ``index``."""
     lines = index.read_text().splitlines()
@@ -145,7 +126,7 @@ def test_the_page_says_what_none_of_them_gives() -> None:
     (section,) = [section for section in sections(PAGE) if section.anchor == "replacing-gains"]
     assert section.title == "What you get that none of them gives"
     (block,) = [block for block in section.blocks if block.language == "toml"]
-    assert tomllib.loads(block.text).keys() >= NEW_SETTINGS
+    assert tomllib.loads(block.text).keys() >= GAINS
 
 
 def test_the_page_has_toml_to_check() -> None:
@@ -155,7 +136,7 @@ def test_the_page_has_toml_to_check() -> None:
 @pytest.mark.parametrize("block", toml_blocks(), ids=lambda block: f"line-{block.line}")
 def test_each_toml_example_uses_only_keys_the_alias_model_knows(block: Block) -> None:
     document = tomllib.loads(block.text)
-    assert document.keys() <= SETTINGS.keys() | NEW_SETTINGS
+    assert document.keys() <= SETTINGS.keys()
     for name, alias in document.get("aliases", {}).items():
         if isinstance(alias, dict):
             assert alias.keys() <= ALIAS_KEYS, f"alias {name!r}"
@@ -167,7 +148,7 @@ def test_each_toml_example_uses_only_keys_the_alias_model_knows(block: Block) ->
             assert isinstance(alias, str), f"alias {name!r}"
 
 
-@pytest.mark.parametrize("block", toml_cases())
+@pytest.mark.parametrize("block", toml_blocks(), ids=lambda block: f"line-{block.line}")
 def test_each_toml_example_loads_as_the_proxy_loads_its_file(block: Block, tmp_path: Path) -> None:
     config = tmp_path / "ollama-default.toml"
     config.write_text(block.text + "\n")
@@ -176,7 +157,14 @@ def test_each_toml_example_loads_as_the_proxy_loads_its_file(block: Block, tmp_p
     table = settings.alias_table
     assert set(table) == set(document["aliases"])
     for name, alias in document["aliases"].items():
-        target = alias["target"] if isinstance(alias, dict) else alias
-        assert table[name].target == target
+        alias = alias if isinstance(alias, dict) else {"target": alias}
+        route = table[name]
+        assert route.target == alias["target"]
+        defaults = alias.get("defaults", {}) | (
+            {"system": alias["system"]} if "system" in alias else {}
+        )
+        assert dict(route.params.defaults) == defaults, name
+        assert dict(route.params.overrides) == alias.get("overrides", {}), name
+        assert list(route.params.strip) == alias.get("strip", []), name
     default = document.get("default", next(iter(table)) if len(table) == 1 else None)
     assert (table.default.alias if table.default else None) == default

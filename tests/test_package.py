@@ -16,7 +16,7 @@ import ollama_default
 
 def test_the_public_names_are_exported() -> None:
     assert set(ollama_default.__all__) == {
-        "AliasTable", "ConfigError", "DefaultModel", "Route", "__version__"
+        "Alias", "AliasTable", "ConfigError", "DefaultModel", "Route", "__version__"
     }  # fmt: skip
     table = ollama_default.AliasTable({"llmodel": "qwen3:4b"})
     assert isinstance(table.resolve("llmodel"), ollama_default.Route)

@@ -3,7 +3,10 @@
 ``.. endpoint-table::`` renders :data:`ollama_default.core.endpoints.ENDPOINTS`;
 ``.. bad-input-table::`` renders the rows ``tests/test_bad_input.py`` runs;
 ``.. settings-table::`` renders the settings :class:`ollama_default.proxy.config.Settings`
-declares, their defaults as a person would type them in TOML.
+declares, their defaults as a person would type them in TOML;
+``.. parameter-table::`` renders the per-alias parameters
+(:data:`ollama_default.core.params.PARAMETERS`) and where each goes on every endpoint
+(:data:`ollama_default.core.params.PLACES`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from ollama_default.core.endpoints import ENDPOINTS, Field, ResponseFields
 from ollama_default.core.listings import LISTS
+from ollama_default.core.params import PARAMETERS, PLACES
 from ollama_default.proxy.config import CONFIG_VARIABLE, SETTINGS
 from ollama_default.proxy.declaration import Declared
 
@@ -73,6 +77,46 @@ class _Table(SphinxDirective):
         container = nodes.container()
         self.state.nested_parse(StringList(lines), self.content_offset, container)
         return container.children
+
+
+def _family_paths(family: str) -> list[str]:
+    return [f"``{e.path}``" for e in ENDPOINTS if e.params == family]
+
+
+def parameter_rows() -> list[tuple[str, ...]]:
+    """The header and rows of the parameter table: one row per parameter, saying where it
+    goes on each endpoint (endpoints that take it alike grouped) and where it is not
+    applied."""
+    rows: list[tuple[str, ...]] = [("Parameter", "Value", "Where it goes")]
+    for parameter in PARAMETERS:
+        value = parameter.type.value.replace('"', "``")
+        if parameter.load_time:
+            value += "; load-time"
+        groups: dict[str, list[str]] = {}
+        for family, places in PLACES.items():
+            place = places.get(parameter.name)
+            if place is None:
+                groups.setdefault("not applied", []).extend(_family_paths(family))
+                continue
+            where = f"``options.{place.key}``" if place.in_options else f"``{place.key}``"
+            notes = [place.note] if place.note else []
+            if place.zero_is_unset and place.unset is not None:
+                notes.append(f"stripped as ``{place.unset.decode()}``")
+            if parameter.no_strip and place.in_options:
+                notes.append("no strip")
+            where += f" ({'; '.join(notes)})" if notes else ""
+            groups.setdefault(where, []).extend(_family_paths(family))
+        cell = "; ".join(f"{where} on {', '.join(paths)}" for where, paths in groups.items())
+        rows.append((f"``{parameter.name}``", value, cell))
+    return rows
+
+
+class ParameterTable(_Table):
+    header = parameter_rows()[0]
+    widths = "18 22 60"
+
+    def rows(self) -> list[tuple[str, ...]]:
+        return parameter_rows()[1:]
 
 
 class EndpointTable(_Table):
@@ -199,6 +243,7 @@ class CliFlagsTable(_Table):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_role("column-label", column_label)
     app.add_directive("endpoint-table", EndpointTable)
+    app.add_directive("parameter-table", ParameterTable)
     app.add_directive("bad-input-table", BadInputTable)
     app.add_directive("settings-table", SettingsTable)
     app.add_directive("cli-flags", CliFlagsTable)

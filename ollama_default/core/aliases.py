@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigError
 from .names import name_key, parse_name
+from .params import NO_PARAMS, Alias, Conflict, Params, load_time_conflicts
+
+#: What an alias may be given as: its target, an :class:`Alias`, or the table form of one.
+AliasValue = str | Alias | Mapping[str, Any]
 
 #: The keys a :class:`ConfigError` from the table carries: the aliases, or the default.
 ALIASES = "aliases"
@@ -31,14 +36,16 @@ class Route:
     alias: str
     target: str
     target_keys: frozenset[str] = field(repr=False)
+    #: The alias's parameters (:class:`~ollama_default.core.params.Params`; false when none).
+    params: Params = field(default=NO_PARAMS, repr=False, compare=False)
 
     @classmethod
-    def build(cls, alias: str, target: str) -> Route:
+    def build(cls, alias: str, target: str, params: Params = NO_PARAMS) -> Route:
         parsed = parse_name(target)
         keys = {name_key(target)}
         if parsed is not None and (base := parsed.cloud_base()) is not None:
             keys.add(name_key(base.fully_qualified()))
-        return cls(alias, target, frozenset(keys))
+        return cls(alias, target, frozenset(keys), params)
 
 
 class AliasTable(Mapping[str, Route]):
@@ -53,14 +60,16 @@ class AliasTable(Mapping[str, Route]):
     >>> table.default.alias
     'llmodel'
 
-    :param mapping: alias -> real model name.
+    :param mapping: alias -> real model name, or an :class:`~ollama_default.Alias` (or a
+        dict of the same keys: ``target``, ``defaults``, ``overrides``, ``strip``,
+        ``system``) for an alias with parameters.
     :param default: the alias used when a request names no model; with a single alias
         and no default given, that alias is the default.
     :raises ConfigError: with ``key`` ``"default"`` when the default is not an alias, else
         ``"aliases"``, so that a caller can tell which it was without reading the message.
     """
 
-    def __init__(self, mapping: Mapping[str, str], default: str | None = None) -> None:
+    def __init__(self, mapping: Mapping[str, AliasValue], default: str | None = None) -> None:
         routes: dict[str, Route] = {}
         by_key: dict[str, Route] = {}
         for alias, target in mapping.items():
@@ -86,6 +95,20 @@ class AliasTable(Mapping[str, Route]):
         self._routes = routes
         self._by_key = by_key
         self._default = routes[default] if default is not None else None
+        self._has_params = any(route.params for route in routes.values())
+
+    @property
+    def has_params(self) -> bool:
+        """Whether any alias carries parameters (requests are then read for them)."""
+        return self._has_params
+
+    def load_time_conflicts(self) -> list[Conflict]:
+        """Aliases sharing a target with different load-time parameters (``num_ctx``,
+        ``keep_alive``...): requests through them make Ollama reload the model in turn."""
+        return load_time_conflicts(
+            (route.alias, route.target, name_key(route.target), route.params)
+            for route in self._routes.values()
+        )
 
     @property
     def default(self) -> Route | None:
@@ -111,13 +134,20 @@ class AliasTable(Mapping[str, Route]):
         return f"AliasTable({targets!r}, default={default!r})"
 
 
-def _checked_route(alias: object, target: object) -> Route:
+def _checked_route(alias: object, value: object) -> Route:
     if not isinstance(alias, str) or parse_name(alias) is None:
         raise ConfigError(f"alias {alias!r} is not a valid Ollama model name", key=ALIASES)
+    params = NO_PARAMS
+    target = value
+    if isinstance(value, Mapping):
+        value = Alias.from_table(alias, value)
+    if isinstance(value, Alias):
+        target = value.target
+        params = Params.build(alias, value)
     if not isinstance(target, str) or parse_name(target) is None:
         raise ConfigError(
             f"target {target!r} of alias {alias!r} is not a valid Ollama model name", key=ALIASES
         )
     if name_key(alias) == name_key(target):
         raise ConfigError(f"alias {alias!r} points at itself", key=ALIASES)
-    return Route.build(alias, target)
+    return Route.build(alias, target, params)

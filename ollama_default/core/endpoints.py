@@ -71,6 +71,9 @@ class Endpoint:
     destination_fields: Mapping[str, str] = field(default_factory=dict)
     falls_back: bool = False
     listing: Listing | None = None
+    #: The family of fields its requests take for per-alias parameters (a key of
+    #: :data:`~ollama_default.core.params.PLACES`), or "" when none apply.
+    params: str = ""
 
     @property
     def names_a_model(self) -> bool:
@@ -89,7 +92,9 @@ _MODEL = (("model",),)
 _MODEL_OR_NAME = (("model", "name"),)
 
 
-def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: str) -> Endpoint:
+def _inference(
+    path: str, dialect: Dialect, response: ResponseFields, summary: str, params: str
+) -> Endpoint:
     return Endpoint(
         _POST,
         path,
@@ -103,6 +108,7 @@ def _inference(path: str, dialect: Dialect, response: ResponseFields, summary: s
         # the body, before every /v1 inference route.
         decodes_zstd=path.startswith("/v1/"),
         falls_back=True,
+        params=params,
     )
 
 
@@ -128,10 +134,10 @@ def _management(
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    _inference("/api/generate", _OLLAMA, _ECHOED_MODEL, "text generation"),
-    _inference("/api/chat", _OLLAMA, _ECHOED_MODEL, "chat"),
-    _inference("/api/embed", _OLLAMA, _ECHOED_MODEL, "embeddings"),
-    _inference("/api/embeddings", _OLLAMA, _NATIVE_ERROR, "embeddings (legacy)"),
+    _inference("/api/generate", _OLLAMA, _ECHOED_MODEL, "text generation", "generate"),
+    _inference("/api/chat", _OLLAMA, _ECHOED_MODEL, "chat", "chat"),
+    _inference("/api/embed", _OLLAMA, _ECHOED_MODEL, "embeddings", "embed"),
+    _inference("/api/embeddings", _OLLAMA, _NATIVE_ERROR, "embeddings (legacy)", "embed"),
     Endpoint(
         _POST,
         "/api/show",
@@ -168,15 +174,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"destination": "copied over"},
     ),
     _management("DELETE", "/api/delete", _MODEL_OR_NAME, "delete a model", {"model": "deleted"}),
-    _inference("/v1/chat/completions", _OPENAI, _ECHOED_MODEL, "OpenAI chat"),
-    _inference("/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions"),
-    _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings"),
+    _inference("/v1/chat/completions", _OPENAI, _ECHOED_MODEL, "OpenAI chat", "openai-chat"),
+    _inference(
+        "/v1/completions", _OPENAI, _ECHOED_MODEL, "OpenAI completions", "openai-completions"
+    ),
+    _inference("/v1/embeddings", _OPENAI, _ECHOED_MODEL, "OpenAI embeddings", ""),
     _inference(
         "/v1/responses",
         _OPENAI,
         # Streamed events carry the model only under "response" (openai/responses.go).
         {**_ECHOED_MODEL, "response": _ECHOED_MODEL},
         "OpenAI responses",
+        "openai-responses",
     ),
     _inference(
         "/v1/messages",
@@ -184,6 +193,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         # Streamed, only message_start carries it, as message.model (anthropic.go).
         {**_ECHOED_MODEL, "message": {"model": Field.MODEL_NAME}},
         "Anthropic messages",
+        "anthropic-messages",
     ),
     Endpoint(
         _GET,

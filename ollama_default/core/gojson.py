@@ -115,7 +115,7 @@ class ObjectReading:
     ``start`` and ``end`` delimit the object (``body[start] == b"{"``); ``values`` holds, for
     each field asked about, the last member whose key folds to it and whose value is not
     ``null`` (what Go decodes into that field); ``nulls`` the last one whose value is
-    ``null``. ``has_members`` tells ``{}`` from the rest.
+    ``null``, before or after that one. ``has_members`` tells ``{}`` from the rest.
     """
 
     start: int
@@ -152,6 +152,42 @@ def read_object_steps(
     """
     reader = _Reader(body, tuple(fields))
     return (yield from reader.read())
+
+
+def array_elements(body: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    """The spans of the elements of the array ``body[start:end]`` (a value :func:`read_object`
+    delimited), or None when it is not an array whose top level Go reads.
+
+    Each element is skipped as :func:`read_object` skips a value (a container by counting its
+    brackets), so the cost is linear in the array's bytes and nothing is built; what is inside
+    an element is not checked.
+
+    >>> body = b'{"messages":[{"role":"user"}, 1 ,"x"]}'
+    >>> [body[s:e] for s, e in array_elements(body, 12, len(body) - 1)]
+    [b'{"role":"user"}', b'1', b'"x"']
+    """
+    if start >= end or body[start] != ord("["):
+        return None
+    reader = _Reader(body, ())
+    spans: list[tuple[int, int]] = []
+    pos = _WS_RX.match(body, start + 1, end).end()  # type: ignore[union-attr]
+    if pos < end and body[pos] == ord("]"):
+        return spans if pos + 1 == end else None
+    try:
+        while pos < end:
+            value_end = drain(reader._value(pos, depth=1))
+            spans.append((pos, value_end))
+            pos = _WS_RX.match(body, value_end, end).end()  # type: ignore[union-attr]
+            if pos >= end:
+                return None
+            if body[pos] == ord("]"):
+                return spans if pos + 1 == end else None
+            if body[pos] != _COMMA:
+                return None
+            pos = _WS_RX.match(body, pos + 1, end).end()  # type: ignore[union-attr]
+    except _Refusal:
+        return None
+    return None
 
 
 _T = TypeVar("_T")
@@ -722,11 +758,19 @@ class _Reader:
             if last is None and not self._only_nulls(pos, stop, index):
                 last = patterns.last_value[index].match(blanked, pos, stop)
             is_null = last is None
-            if is_null:
-                last = patterns.last_null[index].match(blanked, pos, stop)
+            # The last null too, where one may be (the common body has none at all).
+            null = None
+            if is_null or blanked.find(b"null", pos, stop) >= 0:
+                null = patterns.last_null[index].match(blanked, pos, stop)
+            if last is None:
+                last, null = null, None
             if last is None:
                 continue
-            if patterns.run.match(blanked, last.start(1) - 1, stop).end() != stop:  # type: ignore[union-attr]
+            if any(
+                patterns.run.match(blanked, match.start(1) - 1, stop).end() != stop  # type: ignore[union-attr]
+                for match in (last, null)
+                if match is not None
+            ):
                 at = pos
                 while at < stop:
                     match = patterns.captured.match(blanked, at, stop)
@@ -736,6 +780,8 @@ class _Reader:
                     at = match.end()  # type: ignore[union-attr]
                 return stop
             found.append((name, last, is_null))
+            if null is not None:
+                found.append((name, null, True))
         for name, last, is_null in found:
             start, end = last.span(2)
             if is_null:

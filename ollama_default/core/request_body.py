@@ -37,6 +37,7 @@ from .aliases import AliasTable, Route
 from .endpoints import Endpoint
 from .gojson import Member, ObjectReading, drain, json_string, read_object_steps
 from .naming import Naming
+from .params import family_fields, param_edits
 
 _NOT_JSON_WHITESPACE = re.compile(rb"[^ \t\r\n]")
 
@@ -91,6 +92,9 @@ def decide_json_steps(
         return UNCHANGED
     naming = as_naming(aliases)
     fields = tuple(dict.fromkeys(key for keys in endpoint.model_fields for key in keys))
+    if naming.aliases.has_params and endpoint.params:
+        # Only then: a table without parameters reads what it read before, at its cost.
+        fields = tuple(dict.fromkeys(fields + family_fields(endpoint.params)))
     reading = yield from read_object_steps(body, fields)
     renames: list[Rename] = []
     models: list[str | None] = []
@@ -113,6 +117,14 @@ def decide_json_steps(
     model = models[0] if models else None
     if not renames:
         return Decision(None, (), model)
+    params = renames[0].route.params
+    if params and endpoint.params:
+        if reading is None:  # `null`: first the object holding the model, then read it
+            body = _spliced(body, reading, edits)
+            reading = yield from read_object_steps(body, fields)
+            edits = []
+        assert reading is not None
+        edits += yield from param_edits(body, reading, params, endpoint.params)
     return Decision(_spliced(body, reading, edits), tuple(renames), model)
 
 
@@ -158,10 +170,13 @@ def _spliced(
     """``body`` up to the end of its first value, with ``edits`` made (and nothing after)."""
     if reading is None:
         return edits[0][2]  # `null` becomes the object holding the member
+    if not edits:
+        return body[: reading.end]
     view = memoryview(body)  # slices of it are not copies: the new body is the only one
     pieces: list[bytes | memoryview] = []
     at = 0
-    for start, end, replacement in sorted(edits):
+    # Stable: of insertions at one place, the model's (made first) comes first.
+    for start, end, replacement in sorted(edits, key=lambda edit: edit[:2]):
         pieces += (view[at:start], replacement)
         at = end
     pieces.append(view[at : reading.end])

@@ -627,6 +627,8 @@ def log_start_up_warnings(settings: Settings, *, demo: str | None) -> None:
 
     :param demo: why the demo backend is served (:func:`demo_reason`), or None.
     """
+    for conflict in settings.alias_table.load_time_conflicts():
+        _log.warning("ollama-default: %s", conflict)
     if demo is not None:
         _log.warning("ollama-default: serving the built-in demo backend: %s", demo)
     elif not settings.aliases:
@@ -731,19 +733,29 @@ def check(loaded: LoadedSettings) -> int:
         print(f"no aliases configured: {ADD_ALIAS_HINT}")
         return EXIT_OK if installed is not None else EXIT_FAILURE
     default = settings.alias_table.default
-    rows = [("alias", "target", "installed", "loaded")]
-    for alias, target in settings.aliases.items():
-        key = name_key(target)
+    with_params = settings.alias_table.has_params  # a column only when some alias has any
+    rows: list[tuple[str, ...]] = [
+        ("alias", "target", "installed", "loaded", *(("parameters",) if with_params else ()))
+    ]
+    for alias, route in settings.alias_table.items():
+        key = name_key(route.target)
         shown = f"{alias} (default)" if default and alias == default.alias else alias
-        rows.append((shown, target, _yes(key, installed), _yes(key, loaded_keys)))
+        params = (route.params.describe() or "none",) if with_params else ()
+        rows.append((shown, route.target, _yes(key, installed), _yes(key, loaded_keys), *params))
     _print_table(rows)
+    conflicts = [f"warning: {conflict}" for conflict in settings.alias_table.load_time_conflicts()]
+    if conflicts:
+        print()
+        print(*conflicts, sep="\n")
     if installed is None:
         return EXIT_FAILURE
     findings = [*_missing_targets(settings, installed), *_hidden_models(settings, installed)]
     if findings:
         print()
         print(*findings, sep="\n")
-    missing = any(name_key(target) not in installed for target in settings.aliases.values())
+    missing = any(
+        name_key(route.target) not in installed for route in settings.alias_table.values()
+    )
     return EXIT_FAILURE if missing else EXIT_OK
 
 
@@ -824,9 +836,14 @@ def _root_cause(error: BaseException) -> str:
     return str(innermost) or type(innermost).__name__
 
 
+def _targets(settings: Settings) -> list[tuple[str, str]]:
+    """Each alias and its target (an alias may be given as a table with parameters)."""
+    return [(alias, route.target) for alias, route in settings.alias_table.items()]
+
+
 def _missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[str]:
     lines = []
-    for alias, target in settings.aliases.items():
+    for alias, target in _targets(settings):
         if name_key(target) in installed:
             continue
         line = f"{alias}: {target!r} is not installed: run ollama pull {target}"
@@ -839,7 +856,7 @@ def _missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[s
 
 def _hidden_models(settings: Settings, installed: Mapping[str, str]) -> list[str]:
     lines = []
-    for alias, target in settings.aliases.items():
+    for alias, target in _targets(settings):
         model = installed.get(name_key(alias))
         if model is not None:
             lines.append(

@@ -8,12 +8,14 @@ The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstr
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ..core.errors import RequestError
+from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
 from ..wsgi import respond_error, unsupported_transfer_coding
@@ -45,16 +47,19 @@ def build_app(
             max_connections=max_connections,
             trusted_proxies=settings.trusted_proxies,
         )
-    app: WSGIApplication = DefaultModel(
-        backend,
-        mapping=settings.alias_table,  # built once, with the settings
-        max_body_bytes=settings.max_body_bytes,
-        max_buffered_bytes=settings.max_buffered_bytes,
-        max_record_bytes=settings.max_record_bytes,
-        hide_real_models=settings.hide_real_models,
-        default_names=settings.default_names,
-        fallback_to_default=settings.fallback_to_default,
-    )
+    with warnings.catch_warnings():
+        # The proxy logs them itself, once (cli.log_start_up_warnings, app_from_environment).
+        warnings.simplefilter("ignore", LoadTimeConflictWarning)
+        app: WSGIApplication = DefaultModel(
+            backend,
+            mapping=settings.alias_table,  # built once, with the settings
+            max_body_bytes=settings.max_body_bytes,
+            max_buffered_bytes=settings.max_buffered_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            hide_real_models=settings.hide_real_models,
+            default_names=settings.default_names,
+            fallback_to_default=settings.fallback_to_default,
+        )
     # Before anything reads a body: DefaultModel reads those of the routes it rewrites.
     app = TransferCodingCheck(app)
     # Every body read behind it, by DefaultModel or the forwarder, has a deadline.
@@ -106,6 +111,8 @@ def app_from_environment(environ: Mapping[str, str]) -> WSGIApplication:
     """
     settings = load_settings(environ)
     configure_logging(settings)
+    for conflict in settings.alias_table.load_time_conflicts():
+        _log.warning("ollama-default: %s", conflict)
     return _SerialServerCheck(build_app(settings))
 
 

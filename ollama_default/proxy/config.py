@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from ..core.aliases import AliasTable
+from ..core.aliases import AliasTable, AliasValue
 from ..core.checks import at_least
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
@@ -116,8 +116,9 @@ def log_destination(key: str, value: object) -> str:
     return value
 
 
-def alias_mapping(key: str, value: object) -> dict[str, str]:
-    """Return a copy of ``value``, a table; :class:`Settings` makes the alias table of it."""
+def alias_mapping(key: str, value: object) -> dict[str, AliasValue]:
+    """Return a copy of ``value``, a table of alias = target or alias = table of parameters;
+    :class:`Settings` makes the alias table of it (which checks each alias)."""
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} must be a table of alias = target, not {value!r}", key=key)
     return dict(value)
@@ -207,10 +208,10 @@ class Settings:
         "sent as HTTP Basic ``Authorization`` in place of the client's, and shown nowhere.",
         flag=Option("Ollama's base URL", metavar="URL"),
     )
-    aliases: Mapping[str, str] = setting(
+    aliases: Mapping[str, AliasValue] = setting(
         {},
         ALIAS_TABLE,
-        "alias -> real model.",
+        "alias -> real model, or a table with the alias's parameters (:ref:`alias-parameters`).",
         flag=Option(
             "an alias and the model it stands for; repeat for more; replaces the aliases and "
             "the default set elsewhere",

@@ -121,8 +121,10 @@ def startup_summary(
             )
     default = settings.alias_table.default.alias if settings.alias_table.default else None
     aliases = ", ".join(
-        f"{alias} -> {target}" + _alias_notes(alias == default, target, installed)
-        for alias, target in settings.aliases.items()
+        f"{alias} -> {route.target}"
+        + (f" ({route.params.describe()})" if route.params else "")
+        + _alias_notes(alias == default, route.target, installed)
+        for alias, route in settings.alias_table.items()
     )
     access = "off"
     if settings.access_log:
