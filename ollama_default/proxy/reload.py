@@ -414,7 +414,7 @@ class Reloading:
             try:
                 self.check()
             except Exception:  # the watch must go on; the log says what broke
-                _log.exception("ollama-default: reload failed")
+                _log.exception("reload failed")
 
     def stop(self) -> None:
         """Stop watching (tests, and apps that embed it)."""
@@ -434,7 +434,7 @@ class Reloading:
             self._refused = seen
             self.records.record_reload_error(str(error))
             _log.error(
-                "ollama-default: reload refused, still serving config version %s: %s",
+                "reload refused, still serving config version %s: %s",
                 self.graph.version,
                 error,
             )
@@ -458,7 +458,7 @@ class Reloading:
             loaded = self.source.load(published["config_text"])
         except ConfigError as error:
             self.records.record_reload_error(str(error))
-            _log.error("ollama-default: worker %d keeps its table: %s", os.getpid(), error)
+            _log.error("worker %d keeps its table: %s", os.getpid(), error)
             self._seen = seen
             return False
         self._seen = seen
@@ -473,7 +473,7 @@ class Reloading:
             old.on_retired_idle = self._report
             self._retired.append(old)
         _log.info(
-            "ollama-default: worker %d serves config version %s (generation %d): %s",
+            "worker %d serves config version %s (generation %d): %s",
             os.getpid(),
             version,
             generation,
@@ -704,7 +704,7 @@ class Coordinator:
             try:
                 self.check()
             except Exception:  # the watch must go on; the log says what broke
-                _log.exception("ollama-default: reload failed")
+                _log.exception("reload failed")
 
     def check(self) -> bool:
         """Reload if the watched files changed; whether a new table was published."""
@@ -720,7 +720,7 @@ class Coordinator:
             self.records.record_reload_error(str(error))
             self._write_state()
             _log.error(
-                "ollama-default: reload refused, still serving config version %s: %s",
+                "reload refused, still serving config version %s: %s",
                 version_of(self._text),
                 error,
             )
@@ -773,18 +773,18 @@ class Coordinator:
         for route in routes:
 
             def warm(route: Route = route) -> None:
-                _log.info("ollama-default: warming %s", route.target)
+                _log.info("warming %s", route.target)
                 try:
                     # A connection of our own, waiting as long as any request would: if the
                     # flip goes ahead without it, the load goes on for the first requests.
                     client.load(load_request(route.target, route.params), settings.read_timeout_s)
                 except UpstreamCallError as error:
                     self._step(switch, "warm", route.target, "failed", started, str(error))
-                    _log.warning("ollama-default: warming %s failed: %s", route.target, error)
+                    _log.warning("warming %s failed: %s", route.target, error)
                     return
                 self._step(switch, "warm", route.target, "ok", started)
                 _log.info(
-                    "ollama-default: %s is loaded (%.2f s)", route.target,
+                    "%s is loaded (%.2f s)", route.target,
                     time.monotonic() - started,
                 )  # fmt: skip
 
@@ -798,7 +798,7 @@ class Coordinator:
                            f"not loaded within warm_timeout_s {settings.warm_timeout_s:g} s; "
                            "traffic moves to it anyway")  # fmt: skip
                 _log.warning(
-                    "ollama-default: %s is not loaded after %g s (warm_timeout_s): moving "
+                    "%s is not loaded after %g s (warm_timeout_s): moving "
                     "traffic to it anyway; its load goes on",
                     route.target,
                     settings.warm_timeout_s,
@@ -820,10 +820,10 @@ class Coordinator:
             client.unload(load_request(route.target, route.params, unload=True))
         except UpstreamCallError as error:
             self._step(switch, "unload", route.target, "failed", started, str(error))
-            _log.warning("ollama-default: unloading %s failed: %s", route.target, error)
+            _log.warning("unloading %s failed: %s", route.target, error)
             return
         self._step(switch, "unload", route.target, "ok", started)
-        _log.info("ollama-default: unloaded %s", route.target)
+        _log.info("unloaded %s", route.target)
 
     def _wait_drained(self, key: str, generation: int) -> bool:
         """Wait until every live worker serves ``generation`` or later and no request of an
@@ -870,7 +870,7 @@ class Coordinator:
         self._write_state()
         if self._generation > 1:
             _log.info(
-                "ollama-default: config version %s published (generation %d)",
+                "config version %s published (generation %d)",
                 version,
                 self._generation,
             )
