@@ -273,8 +273,8 @@ def test_the_coordinator_warms_then_publishes_and_refuses_a_broken_edit(
         assert read_published(runtime)["generation"] == 2  # type: ignore[index]
         [switch] = coordinator.records.snapshot()["switches"]
         assert switch["changes"] == [{"alias": "llmodel", "from": "qwen3:4b", "to": "qwen3:8b"}]
-        assert [(s["step"], s["outcome"]) for s in switch["steps"]] == [("warm", "ok"),
-                                                                          ("flip", "ok")]  # fmt: skip
+        steps = [(step["step"], step["outcome"]) for step in switch["steps"]]
+        assert steps == [("warm", "ok"), ("flip", "ok")]
         write(config, "[aliases\n")
         with caplog.at_level(logging.ERROR, logger="ollama_default"):
             assert not coordinator.check()

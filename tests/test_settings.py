@@ -239,7 +239,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "trusted_proxies": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
-            "warm_timeout_s": "default",
+        "warm_timeout_s": "default",
         "head_timeout_s": "default",
         "body_timeout_s": "default",
         "max_body_bytes": "default",

@@ -248,7 +248,7 @@ warm = true
     ids=["plain", "other-spelling", "inline-table", "table"],
 )
 def test_switch_changes_the_target_only(alias: str, old: str, line: str) -> None:
-    text, key, was = retarget(CONFIG, alias, "qwen3:8b", where="config file 'x'")
+    text, _key, was = retarget(CONFIG, alias, "qwen3:8b", where="config file 'x'")
     assert was == old
     assert text == CONFIG.replace(next(row for row in CONFIG.splitlines()
                                        if row.startswith(line.split("=")[0])

@@ -277,7 +277,9 @@ def _parser() -> argparse.ArgumentParser:
     subparser.add_argument("alias", metavar="ALIAS", help="the alias to point elsewhere")
     subparser.add_argument("target", metavar="TARGET", help="the model it is to stand for")
     subparser.add_argument(
-        "--config", metavar="FILE", help=f"the TOML file to rewrite (default: env {CONFIG_VARIABLE})"
+        "--config",
+        metavar="FILE",
+        help=f"the TOML file to rewrite (default: env {CONFIG_VARIABLE})",
     )
     subparser.add_argument(
         "--warm", action="store_true",

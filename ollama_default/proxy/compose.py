@@ -129,7 +129,9 @@ def app_from_environment(environ: Mapping[str, str]) -> WSGIApplication:
     configure_logging(settings)
     for conflict in settings.alias_table.load_time_conflicts():
         _log.warning("ollama-default: %s", conflict)
-    if following is None and any(r.warm or r.unload_previous for r in settings.alias_table.values()):
+    if following is None and any(
+        r.warm or r.unload_previous for r in settings.alias_table.values()
+    ):
         _log.warning(
             "ollama-default: warm and unload_previous need one process that watches for all "
             "workers: run %r (or gunicorn -c python:ollama_default.proxy.gunicorn); here "
