@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import threading
@@ -334,3 +335,34 @@ def test_switch_force_skips_the_upstream(tmp_path: Path, capsys: Any) -> None:
     assert main(["switch", "llmodel", "qwen3:32b", "--config", str(config), "--force"],
                 environ) == 0  # fmt: skip
     assert 'llmodel = "qwen3:32b"  # for now' in config.read_text()
+
+
+def test_gunicorn_with_the_config_module_reloads_and_sighup_reads_the_file_now(
+    tmp_path: Path,
+) -> None:
+    from gunicorn_process import run_gunicorn
+
+    config = tmp_path / "ollama-default.toml"
+    replace(config, f'[aliases]\nllmodel = "{OLD}"\n')
+    with serve(FakeOllama()) as url:
+        settings = {"OLLAMA_DEFAULT_UPSTREAM": url, "OLLAMA_DEFAULT_CONFIG": str(config)}
+        options = ["-c", "python:ollama_default.proxy.gunicorn", "--workers", "2"]
+        with run_gunicorn(settings, log_dir=tmp_path, options=options) as server:
+
+            def target() -> str:
+                response = generate(server.base_url, "llmodel", stream=False)
+                return str(response.headers["X-Ollama-Default-Target"])
+
+            assert target() == OLD
+            replace(config, f'[aliases]\nllmodel = "{NEW}"\n')
+            server.process.send_signal(signal.SIGHUP)  # new workers, at once
+            deadline = time.monotonic() + 10
+            while (server.stderr().count("Booting worker with pid") < 4
+                   or server.stderr().count("Worker exiting") < 2):  # fmt: skip
+                assert time.monotonic() < deadline, server.stderr()
+                time.sleep(0.05)
+            # The workers SIGHUP started serve the file as it is now, on every connection.
+            deadline = time.monotonic() + RELOAD_DEADLINE_S
+            while {target() for _ in range(6)} != {NEW}:
+                assert time.monotonic() < deadline, server.stderr()
+    assert "Traceback" not in server.stderr()

@@ -34,6 +34,7 @@ coordinator (read from its runtime directory) and the worker's own otherwise:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -895,6 +896,10 @@ def start_coordinator(server: Any, source: SettingsSource) -> Coordinator:
         return list(server.WORKERS)
 
     coordinator = Coordinator(source, runtime, live_workers=live)
+    master = os.getpid()
+    # gunicorn's exit calls on_exit; a master that leaves otherwise cleans up too (not its
+    # workers, which inherit this registration by fork).
+    atexit.register(_remove, coordinator, master)
     coordinator.start()
     _coordinated[:] = [(coordinator, source)]
     return coordinator
@@ -917,9 +922,13 @@ def on_reload(server: Any) -> None:
 
 def on_exit(server: Any) -> None:
     """gunicorn stops: stop the coordinator, remove its runtime directory."""
-    if not _coordinated:
+    if _coordinated:
+        _remove(_coordinated[0][0], os.getpid())
+
+
+def _remove(coordinator: Coordinator, master: int) -> None:
+    if os.getpid() != master:  # a worker, leaving: the directory is the master's
         return
-    coordinator = _coordinated[0][0]
     coordinator.stop()
     for path in coordinator.runtime.glob("*"):
         with contextlib.suppress(OSError):
