@@ -45,6 +45,7 @@ from .config import (
     SETTINGS,
     LoadedSettings,
     Settings,
+    config_file_path,
     load_settings_with_sources,
 )
 from .declaration import SWITCH, Declared, flag_name, value_at
@@ -336,7 +337,11 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         def load(self) -> WSGIApplication:
             # In each worker (or the master, with --preload).
             return build_app(
-                settings, backend=backend, max_connections=options["worker_connections"]
+                settings,
+                backend=backend,
+                max_connections=options["worker_connections"],
+                sources=sources,
+                config_path=config_file_path(environ, args.config),
             )
 
     application = Proxy(prog="ollama-default serve")
