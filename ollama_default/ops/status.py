@@ -651,7 +651,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _bytes(size: object) -> str:
+def format_bytes(size: object) -> str:
     if not isinstance(size, int):
         return "-"
     value = float(size)
@@ -681,7 +681,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     add("<h1>ollama-default status</h1>")
     add(
         f'<p class="meta">version {_e(document["version"])} · worker {_e(worker["pid"])} · '
-        f"up {_e(_duration(worker['uptime_s']))} · generated {_e(document['generated_at'])}</p>"
+        f"up {_e(format_duration(worker['uptime_s']))} · "
+        f"generated {_e(document['generated_at'])}</p>"
     )
     error = document["last_reload_error"]
     if error is not None:
@@ -707,7 +708,7 @@ def render_html(document: Mapping[str, Any]) -> str:
                 f"<code>{_e(row['target'])}</code>",
                 _state(state["installed"], "installed", "not installed"),
                 _state(state["loaded"], "loaded", "not loaded"),
-                _bytes(state["size_vram"]),
+                format_bytes(state["size_vram"]),
                 _e(state["expires_at"]),
                 _e(row["parameters"] or "none"),
                 _e(row["source"]),
@@ -786,7 +787,7 @@ def render_html(document: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     whole = int(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
