@@ -605,7 +605,7 @@ p{margin:.4rem 0}
 .meta{color:var(--muted);font-size:.9rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em;
 background:var(--box);border-radius:4px;padding:.05em .3em}
-code,td,dd,p{overflow-wrap:anywhere}
+td,dd,p{overflow-wrap:anywhere}td code{overflow-wrap:break-word}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;vertical-align:top;padding:.45rem .6rem;border-bottom:1px solid var(--line)}
 th{font-weight:600;background:var(--box)}
@@ -618,7 +618,7 @@ padding:0 .5em;margin-left:.3em;color:var(--muted)}
 @media (max-width:40rem){
 thead{display:none}table,tbody,tr,td{display:block;width:100%}
 tr{border:1px solid var(--line);border-radius:6px;margin:0 0 .8rem;padding:.3rem 0}
-td{border:0;padding:.2rem .7rem}
+td{border:0;padding:.2rem .7rem}td code{overflow-wrap:anywhere}
 td::before{content:attr(data-label);display:block;font-size:.75rem;color:var(--muted)}
 dl{grid-template-columns:1fr}dd{margin-bottom:.4rem}}
 """
@@ -682,13 +682,14 @@ def render_html(document: Mapping[str, Any]) -> str:
     add(
         f'<p class="meta">version {_e(document["version"])} · worker {_e(worker["pid"])} · '
         f"up {_e(format_duration(worker['uptime_s']))} · "
-        f"generated {_e(document['generated_at'])}</p>"
+        f"generated {_e(_when(document['generated_at']))}</p>"
     )
     error = document["last_reload_error"]
     if error is not None:
         add(
-            f'<div class="note"><strong>The last reload was refused</strong> at {_e(error["at"])}; '
-            f"the table below still serves.<br><code>{_e(error['error'])}</code></div>"
+            '<div class="note"><strong>The last reload was refused</strong> at '
+            f"{_e(_when(error['at']))}; the table below still serves.<br>"
+            f"<code>{_e(error['error'])}</code></div>"
         )
     upstream = document["upstream"]
     if upstream is not None and upstream["reachable"] is False:
@@ -709,7 +710,7 @@ def render_html(document: Mapping[str, Any]) -> str:
                 _state(state["installed"], "installed", "not installed"),
                 _state(state["loaded"], "loaded", "not loaded"),
                 format_bytes(state["size_vram"]),
-                _e(state["expires_at"]),
+                _e(format_expiry(state["expires_at"])),
                 _e(row["parameters"] or "none"),
                 _e(row["source"]),
             ]
@@ -738,8 +739,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     config = document["config"]
     add(f"<dt>file</dt><dd><code>{_e(config['path'] or 'none')}</code></dd>")
     add(f"<dt>version</dt><dd><code>{_e(config['version'])}</code></dd>")
-    add(f"<dt>modified</dt><dd>{_e(config['modified_at'])}</dd>")
-    add(f"<dt>loaded</dt><dd>{_e(config['loaded_at'])}</dd>")
+    add(f"<dt>modified</dt><dd>{_e(_when(config['modified_at']))}</dd>")
+    add(f"<dt>loaded</dt><dd>{_e(_when(config['loaded_at']))}</dd>")
     if upstream is not None:
         reach = _state(upstream["reachable"], "answering", "not answering")
         add(f"<dt>upstream</dt><dd><code>{_e(upstream['url'])}</code> {reach}</dd>")
@@ -755,22 +756,17 @@ def render_html(document: Mapping[str, Any]) -> str:
             f"<code>{_e(switch['new'])}</code></p>"
         )
         steps = [
-            [_e(step["name"]), _e(step["started_at"]), _e(step["ended_at"]),
+            [_e(step["name"]), _e(_when(step["started_at"])), _e(_when(step["ended_at"])),
              _e(step["duration_s"]), _e(step["outcome"])]
             for step in switch["steps"]
         ]  # fmt: skip
         if steps:
             add(_table(["step", "started", "ended", "seconds", "outcome"], steps))
 
-    add("<h2>Refused requests</h2>")
-    counts = document["refused"]["counts"]
-    add(
-        _table(
-            ["reason", "requests"],
-            [[_e(reason), _e(count)] for reason, count in counts.items()],
-        )
-    )
-    add('<p class="meta">Counted by this worker since it started.</p>')
+    add("<h2>Refused requests</h2><dl>")
+    for reason, count in document["refused"]["counts"].items():
+        add(f"<dt>{_e(reason)}</dt><dd>{_e(count)}</dd>")
+    add('</dl><p class="meta">Counted by this worker since it started.</p>')
 
     if document["settings"]:
         add("<h2>Settings</h2>")
@@ -785,6 +781,30 @@ def render_html(document: Mapping[str, Any]) -> str:
         )
     add("</main></body></html>")
     return "".join(parts)
+
+
+def _when(text: str | None) -> str | None:
+    """An RFC 3339 time of the document as the page shows it: to the second."""
+    if text is None:
+        return None
+    return text[:19].replace("T", " ") + " UTC"
+
+
+#: Ollama's expiry of a model kept loaded for good: a negative ``keep_alive`` is
+#: ``math.MaxInt64`` nanoseconds (api/types.go:1254), added to now (server/sched.go:1779),
+#: which lands in the 2300s.
+_FOREVER_YEAR = 2200
+
+
+def format_expiry(text: str | None) -> str | None:
+    """Ollama's ``expires_at`` for a person: to the second with its offset, or ``never``."""
+    if text is None:
+        return None
+    year = text[:4]
+    if year.isdigit() and int(year) >= _FOREVER_YEAR:
+        return "never (kept loaded)"
+    offset = text[-6:] if text[-6:-5] in "+-" and text[-3:-2] == ":" else text[-1:]
+    return text[:19].replace("T", " ") + " " + offset
 
 
 def format_duration(seconds: float) -> str:

@@ -39,7 +39,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
-from ..ops.status import format_bytes, format_duration
+from ..ops.status import format_bytes, format_duration, format_expiry
 from .compose import build_app
 from .config import (
     CONFIG_VARIABLE,
@@ -1036,7 +1036,7 @@ def print_status(document: Mapping[str, Any], url: str) -> None:
                     _known(state["installed"]),
                     _known(state["loaded"]),
                     format_bytes(state["size_vram"]),
-                    state["expires_at"] or "-",
+                    format_expiry(state["expires_at"]) or "-",
                     row["parameters"] or "none",
                     row["source"],
                 )
