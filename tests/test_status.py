@@ -36,6 +36,7 @@ from ollama_default.ops.status import (
     StatusRecorder,
     UpstreamView,
     client_address,
+    format_expiry,
     render_html,
     status_document,
 )
@@ -203,17 +204,26 @@ def test_the_command_prints_the_status_of_a_live_proxy(
     assert lines[0].startswith(
         f"ollama-default {__version__} at {live.proxy.base_url}/-/status: worker "
     )
-    assert lines[1].startswith(f"config file {live.config}: version ")
-    assert lines[2] == f"upstream {live.upstream}: answering"
-    table = [re.split(r"\s{2,}", line.strip()) for line in lines[4:8]]
-    assert table[0] == ["alias", "target", "installed", "loaded", "VRAM", "expires at",
-                        "parameters", "set by"]  # fmt: skip
+    version = hashlib.sha256(live.config.read_bytes()).hexdigest()[:12]
+    assert lines[1] == f"config file {live.config}, version {version}"
+    assert re.fullmatch(
+        r"  modified \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, loaded \d{4}-.* UTC", lines[2]
+    )
+    assert lines[3] == f"upstream {live.upstream}: answering"
+    assert lines[4] == ""
+    table = [re.split(r"\s{2,}", line.strip()) for line in lines[5:9]]
+    assert table[0] == [
+        "alias", "target", "installed", "loaded", "VRAM", "expires", "parameters",
+    ]  # fmt: skip
     assert table[1][:4] == ["llmodel (default)", "aya-expanse:8b-q8_0", "yes", "yes"]
-    assert table[1][4].endswith("MiB") or table[1][4].endswith("GiB")
-    assert table[1][6:] == ["defaults: temperature=0.2", f"config file {str(live.config)!r}"]
-    assert table[2][:6] == ["embed", "nomic-embed-text", "yes", "no", "-", "-"]
-    assert table[3][:4] == ["coder", LONG_TARGET, "no", "no"]
-    assert "last switch: none since this worker started" in lines
+    assert re.fullmatch(r"\d+\.\d (MiB|GiB)", table[1][4])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (UTC|[-+]\d\d:\d\d)", table[1][5])
+    assert table[1][6] == "defaults: temperature=0.2"
+    assert table[2] == ["embed", "nomic-embed-text", "yes", "no", "-", "-", "none"]
+    assert table[3] == ["coder", LONG_TARGET, "no", "no", "-", "-", "none"]
+    assert lines[9] == f"aliases set by config file {str(live.config)!r}"
+    assert lines[10] == "default names: default; hide real models: no"
+    assert lines[12] == "last switch: none since this worker started"
     assert lines[-1] == "refused requests (this worker): auth 0, management 0, limit 0"
 
 
@@ -592,3 +602,17 @@ def test_the_command_uses_the_prefix_setting(
     assert capsys.readouterr().err == (
         "ollama-default: --url 'localhost:8080' is not an http:// or https:// URL\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "shown"),
+    [
+        ("2025-05-04T17:42:44.706015396-07:00", "2025-05-04 17:42:44 -07:00"),
+        ("2025-05-04T17:42:44.706015396Z", "2025-05-04 17:42:44 UTC"),
+        ("2318-08-15T05:50:00.123456789+02:00", "never"),  # keep_alive -1: now + MaxInt64 ns
+        (None, None),
+    ],
+    ids=["offset", "utc", "forever", "unknown"],
+)
+def test_ollamas_expiry_reads_to_the_second(expires_at: str | None, shown: str | None) -> None:
+    assert format_expiry(expires_at) == shown

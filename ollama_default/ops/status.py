@@ -682,13 +682,13 @@ def render_html(document: Mapping[str, Any]) -> str:
     add(
         f'<p class="meta">version {_e(document["version"])} · worker {_e(worker["pid"])} · '
         f"up {_e(format_duration(worker['uptime_s']))} · "
-        f"generated {_e(_when(document['generated_at']))}</p>"
+        f"generated {_e(format_time(document['generated_at']))}</p>"
     )
     error = document["last_reload_error"]
     if error is not None:
         add(
             '<div class="note"><strong>The last reload was refused</strong> at '
-            f"{_e(_when(error['at']))}; the table below still serves.<br>"
+            f"{_e(format_time(error['at']))}; the table below still serves.<br>"
             f"<code>{_e(error['error'])}</code></div>"
         )
     upstream = document["upstream"]
@@ -739,8 +739,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     config = document["config"]
     add(f"<dt>file</dt><dd><code>{_e(config['path'] or 'none')}</code></dd>")
     add(f"<dt>version</dt><dd><code>{_e(config['version'])}</code></dd>")
-    add(f"<dt>modified</dt><dd>{_e(_when(config['modified_at']))}</dd>")
-    add(f"<dt>loaded</dt><dd>{_e(_when(config['loaded_at']))}</dd>")
+    add(f"<dt>modified</dt><dd>{_e(format_time(config['modified_at']))}</dd>")
+    add(f"<dt>loaded</dt><dd>{_e(format_time(config['loaded_at']))}</dd>")
     if upstream is not None:
         reach = _state(upstream["reachable"], "answering", "not answering")
         add(f"<dt>upstream</dt><dd><code>{_e(upstream['url'])}</code> {reach}</dd>")
@@ -756,12 +756,13 @@ def render_html(document: Mapping[str, Any]) -> str:
             f"<code>{_e(switch['new'])}</code></p>"
         )
         steps = [
-            [_e(step["name"]), _e(_when(step["started_at"])), _e(_when(step["ended_at"])),
-             _e(step["duration_s"]), _e(step["outcome"])]
+            [_e(step["name"]), _e(format_time(step["started_at"])),
+             _e("running" if step["ended_at"] is None else step["duration_s"]),
+             _e(step["outcome"])]
             for step in switch["steps"]
         ]  # fmt: skip
         if steps:
-            add(_table(["step", "started", "ended", "seconds", "outcome"], steps))
+            add(_table(["step", "started", "seconds", "outcome"], steps))
 
     add("<h2>Refused requests</h2><dl>")
     for reason, count in document["refused"]["counts"].items():
@@ -783,8 +784,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _when(text: str | None) -> str | None:
-    """An RFC 3339 time of the document as the page shows it: to the second."""
+def format_time(text: str | None) -> str | None:
+    """An RFC 3339 time of the document for a person: to the second."""
     if text is None:
         return None
     return text[:19].replace("T", " ") + " UTC"
@@ -802,8 +803,8 @@ def format_expiry(text: str | None) -> str | None:
         return None
     year = text[:4]
     if year.isdigit() and int(year) >= _FOREVER_YEAR:
-        return "never (kept loaded)"
-    offset = text[-6:] if text[-6:-5] in "+-" and text[-3:-2] == ":" else text[-1:]
+        return "never"
+    offset = text[-6:] if text[-6:-5] in ("+", "-") and text[-3:-2] == ":" else "UTC"
     return text[:19].replace("T", " ") + " " + offset
 
 

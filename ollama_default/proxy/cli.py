@@ -39,7 +39,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
-from ..ops.status import format_bytes, format_duration, format_expiry
+from ..ops.status import format_bytes, format_duration, format_expiry, format_time
 from .compose import build_app
 from .config import (
     CONFIG_VARIABLE,
@@ -1003,16 +1003,15 @@ def print_status(document: Mapping[str, Any], url: str) -> None:
     )
     config = document["config"]
     if config["path"]:
-        print(
-            f"config file {config['path']}: version {config['version'] or '?'}, modified "
-            f"{config['modified_at'] or '?'}, loaded {config['loaded_at']}"
-        )
+        print(f"config file {config['path']}, version {config['version'] or '?'}")
+        print(f"  modified {format_time(config['modified_at']) or '?'}, "
+              f"loaded {format_time(config['loaded_at'])}")  # fmt: skip
     else:
-        print(f"no config file; settings loaded {config['loaded_at']}")
+        print(f"no config file; settings loaded {format_time(config['loaded_at'])}")
     error = document["last_reload_error"]
     if error is not None:
-        print(f"last reload refused at {error['at']} (the table below still serves): "
-              f"{error['error']}")  # fmt: skip
+        print(f"last reload refused at {format_time(error['at'])} (the table below still "
+              f"serves): {error['error']}")  # fmt: skip
     upstream = document["upstream"]
     if upstream is not None:
         if upstream["reachable"] is False:
@@ -1022,12 +1021,12 @@ def print_status(document: Mapping[str, Any], url: str) -> None:
         else:
             print(f"upstream {upstream['url']}: answering")
     print()
-    if document["aliases"]:
+    aliases = document["aliases"]
+    if aliases:
         rows: list[tuple[str, ...]] = [
-            ("alias", "target", "installed", "loaded", "VRAM", "expires at", "parameters",
-             "set by")
-        ]  # fmt: skip
-        for row in document["aliases"]:
+            ("alias", "target", "installed", "loaded", "VRAM", "expires", "parameters")
+        ]
+        for row in aliases:
             state = row["upstream"]
             rows.append(
                 (
@@ -1038,25 +1037,26 @@ def print_status(document: Mapping[str, Any], url: str) -> None:
                     format_bytes(state["size_vram"]),
                     format_expiry(state["expires_at"]) or "-",
                     row["parameters"] or "none",
-                    row["source"],
                 )
             )
         _print_table(rows)
+        sources = {row["source"] for row in aliases}
+        print(f"aliases set by {', '.join(sorted(sources))}")
     else:
         print("no aliases: requests pass through unchanged")
-    print()
     names = ", ".join(document["default_names"]) or "none"
     print(f"default names: {names}; hide real models: "
           f"{'yes' if document['hide_real_models'] else 'no'}")  # fmt: skip
+    print()
     switch = document["last_switch"]
     if switch is None:
         print("last switch: none since this worker started")
     else:
         print(f"last switch: {switch['alias']} from {switch['old'] or '-'} to {switch['new']}")
         if switch["steps"]:
-            steps: list[tuple[str, ...]] = [("step", "started", "ended", "seconds", "outcome")]
+            steps: list[tuple[str, ...]] = [("step", "started", "seconds", "outcome")]
             steps += [
-                (step["name"], step["started_at"] or "-", step["ended_at"] or "-",
+                (step["name"], format_time(step["started_at"]) or "-",
                  "-" if step["duration_s"] is None else f"{step['duration_s']:g}",
                  step["outcome"])
                 for step in switch["steps"]
