@@ -9,6 +9,7 @@ against nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -34,6 +35,8 @@ from ollama_default.ops.status import (
     StatusApp,
     StatusMount,
     StatusRecorder,
+    SwitchRecord,
+    SwitchStep,
     UpstreamView,
     client_address,
     format_expiry,
@@ -616,3 +619,8 @@ def test_the_command_uses_the_prefix_setting(
 )
 def test_ollamas_expiry_reads_to_the_second(expires_at: str | None, shown: str | None) -> None:
     assert format_expiry(expires_at) == shown
+
+
+def test_a_switch_record_survives_json_for_another_process() -> None:
+    record = SwitchRecord("llmodel", None, "qwen3:8b", (SwitchStep("warm", 1.0, 2.0, "ok"),))
+    assert SwitchRecord.from_dict(json.loads(json.dumps(dataclasses.asdict(record)))) == record

@@ -197,6 +197,16 @@ class SwitchRecord:
     new: str
     steps: tuple[SwitchStep, ...] = ()
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SwitchRecord:
+        """The record ``dataclasses.asdict`` made (kept as JSON by the process that switched,
+        for the workers that did not).
+
+        :raises KeyError, TypeError: for data of another shape.
+        """
+        steps = tuple(SwitchStep(**step) for step in data["steps"])
+        return cls(data["alias"], data["old"], data["new"], steps)
+
 
 @dataclass(frozen=True)
 class LoadedModel:
