@@ -517,7 +517,7 @@ def test_default_model_users_mount_the_status_around_their_app() -> None:
     app = DefaultModel(refusing_backend, alias="llmodel", target="qwen3:4b")
     upstream = UpstreamView("http://ollama:11434", True, None, 0.0, frozenset(), {})
     status = StatusApp(
-        ConfigView.from_table(app.aliases), StatusRecorder(), upstream=lambda: upstream
+        lambda: ConfigView.from_table(app.aliases), StatusRecorder(), upstream=lambda: upstream
     )
     client = TestApp(StatusMount(app, status), lint=True)
     document = client.get("/-/status", extra_environ={"REMOTE_ADDR": "127.0.0.1"}).json

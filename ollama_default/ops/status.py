@@ -455,6 +455,8 @@ class StatusApp:
 
     >>> status = StatusApp(ConfigView.from_table(table), StatusRecorder())  # doctest: +SKIP
 
+    :param view: the table shown; or a function returning it, asked on each request (for
+        an app whose table a hot reload replaces).
     :param networks: the clients that may read it: IP addresses and networks.
     :param trusted_proxies: proxies whose ``X-Forwarded-For`` names the client.
     :raises ConfigError: for a network that is not one.
@@ -462,7 +464,7 @@ class StatusApp:
 
     def __init__(
         self,
-        view: ConfigView,
+        view: ConfigView | Callable[[], ConfigView],
         recorder: StatusRecorder,
         *,
         upstream: Callable[[], UpstreamView] | None = None,
@@ -488,8 +490,9 @@ class StatusApp:
             refused = RequestError(405, "method not allowed", headers=[("Allow", "GET, HEAD")])
             return respond_error(environ, start_response, refused, Dialect.OLLAMA)
         upstream = self.upstream() if self.upstream is not None else None
+        view = self.view if isinstance(self.view, ConfigView) else self.view()
         document = status_document(
-            self.view, self.recorder, upstream, now=self.recorder.clock(), version=self.version
+            view, self.recorder, upstream, now=self.recorder.clock(), version=self.version
         )
         if _wants_html(environ):
             body = render_html(document).encode()
