@@ -42,6 +42,11 @@ CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: broken), to quote to the operator, whose log line carries it too.
 REQUEST_ID_KEY = "ollama_default.request_id"
 
+#: Why a layer refused the request, for counting: ``"auth"`` (no or a wrong key),
+#: ``"management"`` (a verb the model store does not allow), ``"limit"`` (a cap reached).
+#: Every refusing layer sets it, besides :data:`ERROR_KEY`.
+REFUSED_KEY = "ollama_default.refused"
+
 #: The response header naming the real model that answered a request for an alias.
 TARGET_HEADER = "X-Ollama-Default-Target"
 

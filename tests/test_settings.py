@@ -237,6 +237,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "hide_real_models": "default",
         "prefix": f"config file {path!r}",
         "trusted_proxies": "default",
+        "status_networks": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
         "warm_timeout_s": "default",
@@ -361,6 +362,7 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
               "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
+              "status_networks": "10.0.0.0/8",
               "default_names": "unknown", "fallback_to_default": "1",
               "hide_real_models": "1", "warm_timeout_s": "9"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
@@ -486,6 +488,20 @@ EXAMPLES = {
         ["--trusted-proxies", "10.0.0.1/8"],
         "trusted_proxies: '10.0.0.1/8' is not an IP address or network, such as 10.0.0.0/8 "
         "(set by --trusted-proxies)",
+    ),
+    "status_networks": Example(
+        ("127.0.0.1", "10.0.0.0/8", "::1"), 'status_networks = ["127.0.0.1", "10.0.0.0/8", "::1"]',
+        {"OLLAMA_DEFAULT_STATUS_NETWORKS": "127.0.0.1, 10.0.0.0/8,::1"},
+        ["--status-networks", "127.0.0.1,10.0.0.0/8,::1"],
+        'status_networks = "127.0.0.1"',
+        "status_networks must be a list of IP addresses or networks, such as ['10.0.0.0/8'], "
+        "not '127.0.0.1' (set by {file})",
+        {"OLLAMA_DEFAULT_STATUS_NETWORKS": "127.0.0.1,localhost"},
+        "status_networks: 'localhost' is not an IP address or network, such as 10.0.0.0/8 "
+        "(set by OLLAMA_DEFAULT_STATUS_NETWORKS)",
+        ["--status-networks", "192.168.1.1/24"],
+        "status_networks: '192.168.1.1/24' is not an IP address or network, such as "
+        "10.0.0.0/8 (set by --status-networks)",
     ),
     "connect_timeout_s": Example(
         2.5, "connect_timeout_s = 2.5", {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "2.5"}, [],

@@ -32,6 +32,7 @@ from ..core.framing import MAX_RECORD_BYTES
 from ..core.naming import Naming
 from ..demo import DEMO_MODELS
 from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
+from ..ops.status import LOOPBACK_NETWORKS
 from .declaration import (
     BYTES,
     DEFAULT_SOURCE,
@@ -73,6 +74,7 @@ __all__ = [
     "TARGET_VARIABLE",
     "LoadedSettings",
     "Settings",
+    "config_file_path",
     "load_settings",
     "load_settings_with_sources",
     "parse_alias_flags",
@@ -280,6 +282,18 @@ class Settings:
             metavar="ADDRESSES",
         ),
     )
+    status_networks: tuple[str, ...] = setting(
+        LOOPBACK_NETWORKS,
+        ADDRESSES,
+        "the clients that may read ``/-/status``, which names the real models behind the "
+        "aliases: IP addresses or networks (commas between them in the variable and the "
+        "flag); this machine only by default. Others get 403 (:ref:`status-access`).",
+        flag=Option(
+            "the clients that may read /-/status: IP addresses or networks, with commas "
+            "between them",
+            metavar="ADDRESSES",
+        ),
+    )
     connect_timeout_s: float = setting(
         CONNECT_TIMEOUT_S, SECONDS, "how long to wait for the upstream to accept a connection."
     )
@@ -421,11 +435,17 @@ def load_settings_with_sources(
         publishes one reading of it), in place of reading the file; still named by its path.
     """
     _check_variable_names(environ)
-    config_path = config_file or environ.get(CONFIG_VARIABLE)
+    config_path = config_file_path(environ, config_file)
     layers = [_file_layer(config_path, config_text)] if config_path else []
     layers += [from_environment(Settings, environ), from_flags(Settings, flags or {})]
     settings, sources = load(Settings, layers)
     return LoadedSettings(settings, sources)
+
+
+def config_file_path(environ: Mapping[str, str], config_file: str | None = None) -> str | None:
+    """The TOML file the settings are read from: ``config_file`` (``--config``), else
+    ``OLLAMA_DEFAULT_CONFIG``, else None."""
+    return config_file or environ.get(CONFIG_VARIABLE) or None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
