@@ -226,7 +226,7 @@ def test_the_command_prints_the_status_of_a_live_proxy(
     assert table[3] == ["coder", LONG_TARGET, "no", "no", "-", "-", "none"]
     assert lines[9] == f"aliases set by config file {str(live.config)!r}"
     assert lines[10] == "default names: default; hide real models: no"
-    assert lines[12] == "last switch: none since this worker started"
+    assert lines[12] == "last switch: none since the proxy started"
     assert lines[-1] == "refused requests (this worker): auth 0, management 0, limit 0"
 
 

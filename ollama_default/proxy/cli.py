@@ -1193,7 +1193,7 @@ def print_status(document: Mapping[str, Any], url: str) -> None:
     print()
     switch = document["last_switch"]
     if switch is None:
-        print("last switch: none since this worker started")
+        print("last switch: none since the proxy started")
     else:
         print(f"last switch: {switch['alias']} from {switch['old'] or '-'} to {switch['new']}")
         if switch["steps"]:
