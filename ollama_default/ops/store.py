@@ -43,6 +43,8 @@ def store_verbs(key: str, value: object) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)) and all(isinstance(verb, str) for verb in value):
         if list(value) == [ALL]:
             return STORE_VERBS
+        if list(value) == ["none"]:
+            return ()
         unknown = [verb for verb in value if verb not in STORE_VERBS]
         if not unknown:
             return tuple(verb for verb in STORE_VERBS if verb in value)

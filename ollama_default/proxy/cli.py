@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import difflib
 import errno
+import getpass
 import http.client
 import importlib
 import ipaddress
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import runpy
+import secrets
 import shlex
 import signal
 import socket
@@ -37,6 +39,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
+from ..ops.auth import hash_key, keys_from_text
 from .compose import build_app
 from .config import (
     CONFIG_VARIABLE,
@@ -44,6 +47,8 @@ from .config import (
     DEFAULT_UPSTREAM,
     SETTINGS,
     LoadedSettings,
+    SecretKeys,
+    SecretText,
     Settings,
     load_settings_with_sources,
 )
@@ -111,6 +116,10 @@ class Flag(NamedTuple):
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, SecretKeys):
+        return f"{len(value)} keys (not shown)"
+    if isinstance(value, SecretText):
+        return "set (not shown)" if value else "none"
     if value in (None, "", {}, ()):
         return "none"
     if isinstance(value, tuple):
@@ -191,7 +200,16 @@ SERVE_FLAGS = (
          f"aliases, no upstream) and no Ollama answers at {DEFAULT_UPSTREAM}; decided at "
          "start-up", "off", "", {"action": "store_true"}),
 )  # fmt: skip
-COMMAND_FLAGS = {"serve": SETTINGS_FLAGS + SERVE_FLAGS, "check": SETTINGS_FLAGS}
+#: The flags of ``hash-key`` (#14).
+HASH_KEY_FLAGS = (
+    Flag(("--new",), "make a new random key, and print it with its hash", "off", "",
+         {"action": "store_true"}),
+)  # fmt: skip
+COMMAND_FLAGS = {
+    "serve": SETTINGS_FLAGS + SERVE_FLAGS,
+    "check": SETTINGS_FLAGS,
+    "hash-key": HASH_KEY_FLAGS,
+}
 #: The gunicorn settings that flags set.
 _GUNICORN_KEYS = [
     key for flag in COMMAND_FLAGS["serve"] if (key := flag.options.get("dest")) in SERVE_DEFAULTS
@@ -202,6 +220,7 @@ _ABOUT = {
     "serve": "Run the proxy under gunicorn.",
     "check": "Show the settings and where each came from, then each alias and its target's "
     "state in Ollama.",
+    "hash-key": "Print the hash of an API key read from standard input, for api_keys_file.",
 }
 _EPILOG = {
     "serve": "Settings come from these flags, then OLLAMA_DEFAULT_* variables, then the "
@@ -210,6 +229,9 @@ _EPILOG = {
     "once stopped, 1 when it cannot listen, 2 for a mistake in the command line or settings.",
     "check": "Exit status: 0 when every target is installed, 1 when the upstream does not "
     "answer or a target is not installed, 2 for a mistake in the command line or settings.",
+    "hash-key": "The key is read from standard input (asked for, unechoed, at a terminal); "
+    'the hash goes in the key file as hash = "sha256:...". Exit status: 0, or 2 for '
+    "text that is not a key.",
 }
 
 
@@ -224,6 +246,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line ``argv``; return the exit status."""
     args = parse_command_line(argv)
     environ = os.environ if environ is None else environ
+    if args.command == "hash-key":
+        return hash_key_command(new=args.new)
     try:
         try:
             loaded = load_settings_with_sources(
@@ -275,6 +299,23 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
         or after ``--help`` (status 0).
     """
     return _parser().parse_args(argv)
+
+
+def hash_key_command(*, new: bool) -> int:
+    """Print the hash of a key read from standard input, or of a new random key, and the
+    new key itself."""
+    if new:
+        key = secrets.token_urlsafe(32)  # 256 bits
+        print(f"key:  {key}")
+        print(f"hash: {hash_key(key)}")
+        return EXIT_OK
+    key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        keys_from_text([key], key="hash-key")
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, str(error))
+    print(hash_key(key))
+    return EXIT_OK
 
 
 def _fail(status: int, message: str) -> int:

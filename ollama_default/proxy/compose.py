@@ -1,5 +1,6 @@
-"""The proxy's WSGI app, composed from settings: access log, prefix mount, transfer coding
-check, body deadlines, DefaultModel, backend. Composition only: each piece does its own job.
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, API keys, the
+model store's policy, transfer coding check, body deadlines, DefaultModel, backend.
+Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -18,9 +19,12 @@ from ..core.errors import RequestError
 from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
+from ..ops.auth import KeyCheck
+from ..ops.store import ModelStore
 from ..wsgi import respond_error, unsupported_transfer_coding
 from .config import Settings, load_settings
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
+from .keys import load_keys
 from .logs import configure_logging
 from .reading import ReadGuard
 
@@ -46,6 +50,7 @@ def build_app(
             read_timeout_s=settings.read_timeout_s,
             max_connections=max_connections,
             trusted_proxies=settings.trusted_proxies,
+            upstream_api_key=settings.upstream_api_key or None,
         )
     with warnings.catch_warnings():
         # The proxy logs them itself, once (cli.log_start_up_warnings, app_from_environment).
@@ -66,6 +71,12 @@ def build_app(
     app = ReadGuard(
         app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
+    # Access (#14): the model store closed unless opened, then the keys, before any body
+    # is read. The key file is read here, so each new graph (a reload) reads it again.
+    app = ModelStore(app, open_verbs=settings.open_model_store)
+    keys = load_keys(settings)
+    if keys is not None:
+        app = KeyCheck(app, keys, aliases=settings.alias_table)
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
         app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})

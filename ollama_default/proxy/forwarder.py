@@ -97,6 +97,8 @@ class Forwarder:
         from anyone else they are dropped, and the upstream gets ours: ``X-Forwarded-For``
         the peer, ``X-Forwarded-Proto`` the server's scheme, ``X-Forwarded-Host`` the
         client's ``Host``.
+    :param upstream_api_key: a key sent as ``Authorization: Bearer``, in place of any the
+        client sent (and of a user and password in ``upstream``).
     :raises ConfigError: for a timeout that is not a positive number of seconds, or a
         trusted proxy that is not an IP address or network.
     """
@@ -109,6 +111,7 @@ class Forwarder:
         read_timeout_s: float = READ_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         trusted_proxies: Iterable[str] = (),
+        upstream_api_key: str | None = None,
     ) -> None:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
@@ -128,6 +131,8 @@ class Forwarder:
         self._base_path = parts.path.rstrip("/")
         self._host = parts.netloc.rpartition("@")[2]
         self._authorization = basic_authorization(upstream)
+        if upstream_api_key:
+            self._authorization = f"Bearer {upstream_api_key}"
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._check_s = min(CLIENT_CHECK_S, read_timeout_s)
         self._pool = ConnectionPool(
