@@ -332,9 +332,11 @@ def test_the_ollama_client_with_and_without_a_key(
             keyed.pull("llama3.2")
     assert closed.value.status_code == 403
     assert not any(r.path == "/api/pull" for r in fake.requests)
-    with ollama.Client(proxy.base_url, timeout=TIMEOUT_S) as keyless:
-        with pytest.raises(ollama.ResponseError) as refused:
-            keyless.chat(model=ALIAS, messages=[{"role": "user", "content": "hi"}])
+    with (
+        ollama.Client(proxy.base_url, timeout=TIMEOUT_S) as keyless,
+        pytest.raises(ollama.ResponseError) as refused,
+    ):
+        keyless.chat(model=ALIAS, messages=[{"role": "user", "content": "hi"}])
     assert refused.value.status_code == 401
     assert "missing API key" in refused.value.error
 
@@ -353,9 +355,12 @@ def test_the_openai_client_with_and_without_a_key(
         assert [m.id for m in keyed.models.list()] == [f"{ALIAS}:latest"]
         with pytest.raises(openai.PermissionDeniedError):
             keyed.chat.completions.create(model=TARGET, messages=messages)
-    with openai.OpenAI(
-        base_url=base_url, api_key="wrong", timeout=TIMEOUT_S, max_retries=0
-    ) as wrong, pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(
+            base_url=base_url, api_key="wrong", timeout=TIMEOUT_S, max_retries=0
+        ) as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
         wrong.chat.completions.create(model=ALIAS, messages=messages)
 
 
@@ -371,9 +376,12 @@ def test_the_anthropic_client_with_and_without_a_key(
     assert message.model == ALIAS
     sent = fake.requests[-1]
     assert not {"authorization", "x-api-key"} & {name.lower() for name in sent.headers}
-    with anthropic.Anthropic(
-        base_url=proxy.base_url, api_key="wrong", timeout=TIMEOUT_S, max_retries=0
-    ) as wrong, pytest.raises(anthropic.AuthenticationError):
+    with (
+        anthropic.Anthropic(
+            base_url=proxy.base_url, api_key="wrong", timeout=TIMEOUT_S, max_retries=0
+        ) as wrong,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
         wrong.messages.create(model=ALIAS, max_tokens=16, messages=messages)
 
 
