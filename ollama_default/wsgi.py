@@ -42,9 +42,20 @@ CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: broken), to quote to the operator, whose log line carries it too.
 REQUEST_ID_KEY = "ollama_default.request_id"
 
-#: Why a layer refused the request, for counting: ``"auth"`` (no or a wrong key),
-#: ``"management"`` (a verb the model store does not allow), ``"limit"`` (a cap reached).
-#: Every refusing layer sets it, besides :data:`ERROR_KEY`.
+#: A short id of the API key a request was let in with (its name in the key file, or
+#: ``key-`` and the first 8 hex digits of its hash), never the key itself; set by
+#: :class:`~ollama_default.ops.auth.KeyCheck`.
+KEY_ID_KEY = "ollama_default.key"
+#: The :class:`~ollama_default.ops.auth.ApiKey` a request was let in with: its scope (the
+#: aliases it may use, the store verbs it may use) and its ``max_concurrent``.
+API_KEY_KEY = "ollama_default.api_key"
+#: The aliases the request's key may use (a frozenset of the alias table's names), when it
+#: is limited to some: :class:`~ollama_default.DefaultModel` refuses any other model, and
+#: lists only these.
+ALLOWED_ALIASES_KEY = "ollama_default.allowed_aliases"
+#: Why a request was refused by an access rule, for the log and the status counts:
+#: ``"auth"`` (no key, a wrong key, a model the key may not use), ``"management"`` (a
+#: closed model-store verb) or ``"limit"`` (a concurrency cap).
 REFUSED_KEY = "ollama_default.refused"
 
 #: The response header naming the real model that answered a request for an alias.

@@ -16,7 +16,16 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.response_body import STREAM_MEDIA_TYPES
-from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, FALLBACK_KEY, MODEL_KEY, REQUEST_ID_KEY
+from ..wsgi import (
+    ALIAS_KEY,
+    CLIENT_LEFT_KEY,
+    ERROR_KEY,
+    FALLBACK_KEY,
+    KEY_ID_KEY,
+    MODEL_KEY,
+    REFUSED_KEY,
+    REQUEST_ID_KEY,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -31,7 +40,9 @@ class AccessLog:
     Each line names the client, the method and path, the status, the alias the client used
     and the model that answered (left in ``environ`` by :class:`~ollama_default.DefaultModel`),
     the duration, the bytes sent, and for streams the time to the first byte; when the default
-    answered for a model the upstream does not have, the model asked for (``fallback_from``).
+    answered for a model the upstream does not have, the model asked for (``fallback_from``);
+    the id of the API key used (``key``: its name, never the key); for a request an access
+    rule refused, why (``refused``: ``auth``, ``management``, ``limit``).
     A request we refused, an unreachable or slow upstream and a stream cut short are logged
     at WARNING with their reason (in full, where the client is told less: an upstream's address is
     for the operator only, and the client gets the line's ``request_id`` to quote);
@@ -105,6 +116,8 @@ class _Entry:
             "duration_ms": round((now - self.started_at) * 1000, 1),
             "bytes": self.sent_bytes,
         }
+        if (key_id := environ.get(KEY_ID_KEY)) is not None:
+            fields["key"] = key_id  # the key's id, never the key
         if (fallback := environ.get(FALLBACK_KEY)) is not None:
             fields["fallback_from"] = fallback
         if self.first_byte_at is not None and self._is_stream():
@@ -113,6 +126,8 @@ class _Entry:
             fields["client_left"] = True
         if error is not None:
             fields["error"] = error
+        if (refused := environ.get(REFUSED_KEY)) is not None:
+            fields["refused"] = refused
         if (request_id := environ.get(REQUEST_ID_KEY)) is not None:
             fields["request_id"] = request_id
         self.logger.log(level, "%s", _AccessLine(fields), extra={"fields": fields})
@@ -144,6 +159,8 @@ class _AccessLine:
             f"alias={_value(fields['alias'])}",
             f"model={_value(fields['model'])}",
         ]
+        if "key" in fields:
+            parts.append(f"key={_value(fields['key'])}")
         if "fallback_from" in fields:
             parts.append(f"fallback_from={_value(fields['fallback_from'])}")
         parts += [
@@ -154,6 +171,8 @@ class _AccessLine:
             parts.append(f"ttfb={fields['ttfb_ms'] / 1000:.3f}s")
         if fields.get("client_left"):
             parts.append("client-left")
+        if "refused" in fields:
+            parts.append(f"refused={_value(fields['refused'])}")
         if "error" in fields:
             parts.append(f"error={json.dumps(fields['error'], ensure_ascii=False)}")
         if "request_id" in fields:

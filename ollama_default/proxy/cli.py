@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import difflib
 import errno
+import getpass
 import http.client
 import importlib
 import ipaddress
@@ -26,6 +27,7 @@ import logging
 import os
 import re
 import runpy
+import secrets
 import shlex
 import signal
 import socket
@@ -41,6 +43,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
+from ..ops.auth import hash_key, keys_from_text
 from ..ops.status import format_bytes, format_duration, format_expiry, format_time
 from .compose import build_app
 from .config import (
@@ -49,6 +52,8 @@ from .config import (
     DEFAULT_UPSTREAM,
     SETTINGS,
     LoadedSettings,
+    SecretKeys,
+    SecretText,
     Settings,
     load_settings_with_sources,
 )
@@ -126,6 +131,10 @@ class Flag(NamedTuple):
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, SecretKeys):
+        return f"{len(value)} keys (not shown)"
+    if isinstance(value, SecretText):
+        return "set (not shown)" if value else "none"
     if value in (None, "", {}, ()):
         return "none"
     if isinstance(value, tuple):
@@ -214,10 +223,16 @@ STATUS_FLAGS = (
     Flag(("--json",), "print the status document as the proxy sent it", "off", "",
          {"action": "store_true"}),
 )  # fmt: skip
+#: The flags of ``hash-key`` (#14).
+HASH_KEY_FLAGS = (
+    Flag(("--new",), "make a new random key, and print it with its hash", "off", "",
+         {"action": "store_true"}),
+)  # fmt: skip
 COMMAND_FLAGS = {
     "serve": SETTINGS_FLAGS + SERVE_FLAGS,
     "check": SETTINGS_FLAGS,
     "status": STATUS_FLAGS,
+    "hash-key": HASH_KEY_FLAGS,
 }
 #: The gunicorn settings that flags set.
 _GUNICORN_KEYS = [
@@ -231,6 +246,7 @@ _ABOUT = {
     "state in Ollama.",
     "status": "Show what a running proxy uses: its aliases and their targets' state in "
     "Ollama, its config file's version, the last reload error and switch, refused requests.",
+    "hash-key": "Print the hash of an API key read from standard input, for api_keys_file.",
 }
 _EPILOG = {
     "serve": "Settings come from these flags, then OLLAMA_DEFAULT_* variables, then the "
@@ -242,6 +258,9 @@ _EPILOG = {
     "status": "It asks the proxy's /-/status, which answers clients in status_networks only "
     "(this machine, by default). Exit status: 0 when the proxy answered, 1 when nothing "
     "answers or not with a status, 2 for a mistake in the command line or settings.",
+    "hash-key": "The key is read from standard input (asked for, unechoed, at a terminal); "
+    'the hash goes in the key file as hash = "sha256:...". Exit status: 0, or 2 for '
+    "text that is not a key.",
 }
 
 
@@ -267,6 +286,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line ``argv``; return the exit status."""
     args = parse_command_line(argv)
     environ = os.environ if environ is None else environ
+    if args.command == "hash-key":
+        return hash_key_command(new=args.new)
     # Commands that read the settings their own way (a file to edit, a proxy to ask).
     standalone = {"switch": switch, "status": status}.get(args.command)
     if standalone is not None:
@@ -343,6 +364,23 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
         or after ``--help`` (status 0).
     """
     return _parser().parse_args(argv)
+
+
+def hash_key_command(*, new: bool) -> int:
+    """Print the hash of a key read from standard input, or of a new random key, and the
+    new key itself."""
+    if new:
+        key = secrets.token_urlsafe(32)  # 256 bits
+        print(f"key:  {key}")
+        print(f"hash: {hash_key(key)}")
+        return EXIT_OK
+    key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        keys_from_text([key], key="hash-key")
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, str(error))
+    print(hash_key(key))
+    return EXIT_OK
 
 
 def _fail(status: int, message: str) -> int:

@@ -1,6 +1,6 @@
 """The proxy's WSGI app, composed from settings: access log, prefix mount, the ``/-/``
-mounts (status), transfer coding check, body deadlines, DefaultModel, backend. Composition
-only: each piece does its own job.
+mounts (status), API keys, the model store's policy, transfer coding check, body deadlines,
+DefaultModel, backend. Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -22,6 +22,7 @@ from ..core.errors import RequestError
 from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
+from ..ops.auth import KeyCheck
 from ..ops.status import (
     ConfigView,
     ReloadRecord,
@@ -30,6 +31,7 @@ from ..ops.status import (
     StatusMount,
     StatusRecorder,
 )
+from ..ops.store import ModelStore
 from ..wsgi import respond_error, unsupported_transfer_coding
 from .config import (
     DEFAULT_SOURCE,
@@ -38,6 +40,7 @@ from .config import (
 )
 from .declaration import value_at
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder, without_userinfo
+from .keys import load_keys
 from .logs import configure_logging
 from .pool import ConnectionPool
 from .reading import ReadGuard
@@ -77,6 +80,7 @@ def build_app(
             max_connections=max_connections,
             trusted_proxies=settings.trusted_proxies,
             pool=pool,
+            upstream_api_key=settings.upstream_api_key or None,
         )
     with warnings.catch_warnings():
         # The proxy logs them itself, once (cli.log_start_up_warnings, app_from_environment).
@@ -97,6 +101,12 @@ def build_app(
     app = ReadGuard(
         app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
+    # Access (#14): the model store closed unless opened, then the keys, before any body
+    # is read. The key file is read here, so each new graph (a reload) reads it again.
+    app = ModelStore(app, open_verbs=settings.open_model_store)
+    keys = load_keys(settings)
+    if keys is not None:
+        app = KeyCheck(app, keys, aliases=settings.alias_table)
     # Outside whatever refuses (auth, limits), to count their refusals; inside the prefix.
     app = StatusMount(app, status_app(settings, sources, config_path, recorder))
     if settings.prefix:

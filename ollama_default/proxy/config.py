@@ -27,12 +27,15 @@ from urllib.parse import urlsplit
 
 from ..core.aliases import AliasTable, AliasValue
 from ..core.checks import at_least
+from ..core.endpoints import STORE_VERBS
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
 from ..core.naming import Naming
 from ..demo import DEMO_MODELS
 from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
+from ..ops.auth import KeyCheck, keys_from_text
 from ..ops.status import LOOPBACK_NETWORKS
+from ..ops.store import store_verbs
 from .declaration import (
     BYTES,
     DEFAULT_SOURCE,
@@ -55,7 +58,14 @@ from .declaration import (
     setting,
     text,
 )
-from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ip_networks, without_userinfo
+from .forwarder import (
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    basic_authorization,
+    ip_networks,
+    without_userinfo,
+)
+from .keys import read_key_file
 from .reading import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 
 if sys.version_info >= (3, 11):
@@ -188,6 +198,53 @@ def model_names(key: str, value: object) -> tuple[str, ...]:
     raise ConfigError(f"{key} must be a list of model names, not {value!r}", key=key)
 
 
+class SecretText(str):
+    """Text never shown: its ``repr`` (in messages, the settings' ``repr``) is stars."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'****'" if self else "''"
+
+
+class SecretKeys(tuple[str, ...]):
+    """API keys never shown: their ``repr`` says how many there are."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} API keys>"
+
+
+def api_key_texts(key: str, value: object) -> SecretKeys:
+    """Return ``value``, API keys, each a random token
+    (:func:`~ollama_default.ops.auth.keys_from_text` says which are refused)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be API keys with commas between them", key=key)
+    keys_from_text(value, key=key)
+    return SecretKeys(SecretText(v) for v in value)
+
+
+def secret_text(key: str, value: object) -> SecretText:
+    """Return ``value``, text, as :class:`SecretText`."""
+    if not isinstance(value, str) or (value and (not value.isprintable() or " " in value)):
+        raise ConfigError(f"{key} must be one word of printable text", key=key)
+    return SecretText(value)
+
+
+def file_name(key: str, value: object) -> str:
+    """Return ``value``, a file name, or nothing."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a file name, not {value!r}", key=key)
+    return value
+
+
+SECRET_KEYS = Kind("API keys, separated by commas", _comma_separated, api_key_texts)
+SECRET_TEXT = Kind("text", str, secret_text)
+STORE_VERBS_KIND = Kind("all, or model-store verbs separated by commas", _comma_separated,
+                        store_verbs)  # fmt: skip
+
+
 #: Model names: a TOML list, or text with commas between them.
 NAMES = Kind("model names, separated by commas", _comma_separated, model_names)
 #: IP addresses and networks: a TOML list, or text with commas between them.
@@ -294,6 +351,40 @@ class Settings:
             metavar="ADDRESSES",
         ),
     )
+    # Access (#14): the model store, API keys, the upstream's own credential.
+    open_model_store: tuple[str, ...] = setting(
+        (),
+        STORE_VERBS_KIND,
+        'the model-store verbs open to every client: ``"all"`` or some of '
+        f"{', '.join(f'``{verb}``' for verb in STORE_VERBS)} (commas between them in the "
+        "variable and the flag). **None by default**: the others answer 403, and reach no "
+        "upstream (:ref:`model-store`).",
+        flag=Option(
+            "the model-store verbs open to every client: all, or some of " + ", ".join(STORE_VERBS),
+            metavar="VERBS",
+        ),
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        SECRET_KEYS,
+        "API keys with full client access, with commas between them; from the environment "
+        "only, never the config file or the command line. With any key, or "
+        "``api_keys_file``, every request needs one (:ref:`api-keys`).",
+    )
+    api_keys_file: str = setting(
+        "",
+        text(file_name),
+        "a TOML file of hashed API keys with their scopes: the aliases each may use, the "
+        "model-store verbs it opens, its ``max_concurrent`` (:ref:`key-file`). Read again "
+        "with the configuration.",
+        flag=Option("a TOML file of hashed API keys with their scopes", metavar="FILE"),
+    )
+    upstream_api_key: str = setting(
+        "",
+        SECRET_TEXT,
+        "a key sent to the upstream as ``Authorization: Bearer``, in place of the client's; "
+        "shown nowhere. Not with a user and password in ``upstream``.",
+    )
     connect_timeout_s: float = setting(
         CONNECT_TIMEOUT_S, SECONDS, "how long to wait for the upstream to accept a connection."
     )
@@ -382,6 +473,20 @@ class Settings:
             hide_real_models=self.hide_real_models,
             fallback_to_default=self.fallback_to_default,
         )
+        if self.api_keys_file:
+            # Read now, so that a broken file is a configuration error at start and in
+            # `check`; the app reads it again each time it is built.
+            KeyCheck(_no_app, read_key_file(self.api_keys_file), aliases=self.alias_table)
+        if self.upstream_api_key and basic_authorization(self.upstream) is not None:
+            raise ConfigError(
+                "upstream_api_key is set and upstream has a user and password: give one "
+                "credential for the upstream",
+                key="upstream_api_key",
+            )
+
+
+def _no_app(environ: object, start_response: object) -> list[bytes]:  # pragma: no cover
+    return []
 
 
 #: Every setting, by key, in the order declared.
@@ -469,6 +574,13 @@ def _file_layer(path: str, text: str | None = None) -> Layer:
         raise ConfigError(f"{where} cannot be read: {error.strerror}", source=where) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where} is not valid TOML: {error}", source=where) from None
+    if "api_keys" in document:
+        raise ConfigError(
+            f"{where}: api_keys: keys are never written in the config file: set "
+            f"{ENV_PREFIX}API_KEYS, or name a file of hashed keys with api_keys_file",
+            key="api_keys",
+            source=where,
+        )
     return from_document(Settings, document, where)
 
 
