@@ -27,6 +27,7 @@ from ollama_default.proxy.compose import build_app
 from ollama_default.proxy.config import Settings, load_settings
 from ollama_default.proxy.forwarder import Forwarder
 from ollama_default.proxy.logs import startup_summary
+from ollama_default.proxy.reload import Reloading, SettingsSource
 
 ALIAS, TARGET = "llmodel", "aya-expanse:8b-q8_0"
 EMBED, EMBED_TARGET = "embed", "nomic-embed-text:latest"
@@ -221,6 +222,31 @@ def test_a_new_graph_refuses_a_revoked_key(tmp_path: Path) -> None:
     rebuilt = TestApp(build_app(loaded, fake))  # what a reload does
     rebuilt.post_json("/api/chat", chat(), headers={"x-api-key": ALICE_KEY}, status=401)
     rebuilt.post_json("/api/chat", chat(), headers={"x-api-key": ADMIN_KEY})
+    assert len(fake.requests) == 2
+
+
+def test_a_key_revoked_in_its_file_is_refused_after_a_hot_reload(tmp_path: Path) -> None:
+    """The reload engine follows the key file named by the config: no restart needed."""
+    fake = FakeOllama()
+    keys = key_file(tmp_path / "keys.toml")
+    config = tmp_path / "ollama-default.toml"
+    config.write_text(f'api_keys_file = "{keys}"\n[aliases]\n{ALIAS} = "llama3.2"\n')
+    source = SettingsSource({}, config_file=str(config))
+    reloading = Reloading(
+        lambda loaded, pool: build_app(loaded.settings, fake),
+        source,
+        poll_interval_s=3600,  # checked by hand below
+        uses_pool=False,
+    )
+    try:
+        app = TestApp(reloading)
+        app.post_json("/api/chat", chat(), headers={"x-api-key": ALICE_KEY})
+        key_file(keys, alice=False)  # alice revoked; the config file is untouched
+        assert reloading.check()
+        app.post_json("/api/chat", chat(), headers={"x-api-key": ALICE_KEY}, status=401)
+        app.post_json("/api/chat", chat(), headers={"x-api-key": ADMIN_KEY})
+    finally:
+        reloading.stop()
     assert len(fake.requests) == 2
 
 

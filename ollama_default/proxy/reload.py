@@ -128,9 +128,8 @@ def watched_files(source: SettingsSource, settings: Settings | None) -> list[str
     """The files a reload follows: the config file, and the API keys file if the settings
     name one."""
     paths = [source.path] if source.path else []
-    keys = getattr(settings, "api_keys_file", None)
-    if isinstance(keys, str) and keys:
-        paths.append(keys)
+    if settings is not None and settings.api_keys_file:
+        paths.append(settings.api_keys_file)
     return paths
 
 
