@@ -197,9 +197,20 @@ def test_a_limited_key_sees_its_aliases_only_in_listings(tmp_path: Path) -> None
 def test_a_limited_key_may_not_use_paths_outside_the_api(tmp_path: Path) -> None:
     fake = FakeOllama()
     app = client(fake, tmp_path)
-    app.post_json("/api/me", {}, headers={"x-api-key": ALICE_KEY}, status=403)
-    app.post_json("/api/me", {}, headers={"x-api-key": FULL_KEY}, status="*")
-    assert [r.path for r in fake.requests] == ["/api/me"]
+    path = "/api/not-a-route"
+    app.get(path, headers={"x-api-key": ALICE_KEY}, status=403)
+    app.get(path, headers={"x-api-key": FULL_KEY}, status="*")
+    assert [r.path for r in fake.requests] == [path]
+
+
+def test_the_servers_ollama_account_is_closed_like_the_model_store(tmp_path: Path) -> None:
+    fake = FakeOllama()
+    app = client(fake, tmp_path)
+    for path in ("/api/me", "/api/signout", "/api/experimental/web_search"):
+        refused = app.post_json(path, {}, headers={"x-api-key": FULL_KEY}, status=403)
+        assert "is closed on this proxy" in refused.json["error"]
+    app.delete("/api/user/keys/abc", headers={"x-api-key": FULL_KEY}, status=403)
+    assert fake.requests == []
 
 
 def test_a_key_may_open_store_verbs_for_itself(tmp_path: Path) -> None:

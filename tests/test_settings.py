@@ -409,7 +409,7 @@ class Example:
 
 
 ALIAS_PAIR = "OLLAMA_DEFAULT_ALIAS and OLLAMA_DEFAULT_TARGET"
-VERBS = "(one of pull, push, create, copy, delete, blobs)"
+VERBS = "(one of pull, push, create, copy, delete, blobs, account, web)"
 #: Settings a config file may never hold (API keys: test_auth.py).
 KEYS_NEVER_IN_FILES = ("api_keys",)
 EXAMPLES = {

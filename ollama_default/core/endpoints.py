@@ -234,11 +234,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         summary="blobs",
         store_verb="blobs",
     ),
+    # The server's ollama.com account (routes.go:1891-1904): who it is signed in as, signing
+    # it out, and web searches and fetches billed to it. Closed like the model store.
+    Endpoint(_POST, "/api/me", _OLLAMA, summary="the signed-in account", store_verb="account"),
+    Endpoint(_POST, "/api/signout", _OLLAMA, summary="sign out", store_verb="account"),
+    Endpoint(
+        frozenset({"DELETE"}),
+        "/api/user/keys/{key}",
+        _OLLAMA,
+        summary="sign out a key",
+        store_verb="account",
+    ),
+    Endpoint(
+        _POST, "/api/experimental/web_search", _OLLAMA, summary="web search", store_verb="web"
+    ),
+    Endpoint(_POST, "/api/experimental/web_fetch", _OLLAMA, summary="web fetch", store_verb="web"),
+    Endpoint(_GET, "/api/status", _OLLAMA, summary="server status"),
+    Endpoint(
+        _GET, "/api/experimental/model-recommendations", _OLLAMA, summary="recommended models"
+    ),
 )
 
 #: The model-store verbs, in the table's order: each changes what the upstream has
 #: installed (or uploads to it, or publishes from it).
-STORE_VERBS: tuple[str, ...] = tuple(e.store_verb for e in ENDPOINTS if e.store_verb)
+STORE_VERBS: tuple[str, ...] = tuple(dict.fromkeys(e.store_verb for e in ENDPOINTS if e.store_verb))
 
 _BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS if "{" not in e.path}
 _BY_PREFIX: tuple[tuple[str, Endpoint], ...] = tuple(
