@@ -42,6 +42,16 @@ CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: broken), to quote to the operator, whose log line carries it too.
 REQUEST_ID_KEY = "ollama_default.request_id"
 
+#: A short id of the API key a request came with (never the key), set by the layer that
+#: checked it; per-key limits count by it.
+KEY_ID_KEY = "ollama_default.key"
+#: The cap on concurrent requests of the key a request came with (an int), when its key
+#: has one of its own; else the proxy's ``max_concurrent_per_key`` applies.
+KEY_LIMIT_KEY = "ollama_default.key_limit"
+#: Why a layer of ours refused a request: ``"auth"``, ``"management"`` or ``"limit"``; the
+#: status and the access log count refusals by it.
+REFUSED_KEY = "ollama_default.refused"
+
 #: The response header naming the real model that answered a request for an alias.
 TARGET_HEADER = "X-Ollama-Default-Target"
 

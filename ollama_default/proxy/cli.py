@@ -50,6 +50,7 @@ from .config import (
 from .declaration import SWITCH, Declared, flag_name, value_at
 from .forwarder import DEFAULT_MAX_CONNECTIONS, basic_authorization, without_userinfo
 from .logs import configure_logging, log_startup
+from .slots import install_shared_counts
 
 if TYPE_CHECKING:
     import requests
@@ -328,8 +329,12 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         proxy_settings = settings
 
         def load_config(self) -> None:
+            from .gunicorn import child_exit
+
             for key, value in options.items():
                 self.cfg.set(key, value)
+            # A dead worker's slots of the concurrency limits are given back.
+            self.cfg.set("child_exit", child_exit)
             if "chdir" in options:
                 self.chdir()
 
@@ -357,6 +362,7 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
     )
     log_start_up_warnings(settings, demo=demo)
     os.register_at_fork(after_in_child=exit_on_stop_signals)
+    install_shared_counts()  # before the fork: every worker counts in the same slots
     application.run()
     return EXIT_OK
 

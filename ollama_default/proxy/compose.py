@@ -1,5 +1,6 @@
-"""The proxy's WSGI app, composed from settings: access log, prefix mount, transfer coding
-check, body deadlines, DefaultModel, backend. Composition only: each piece does its own job.
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, concurrency
+limits, body deadlines, transfer coding check, DefaultModel, backend. Composition only:
+each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -18,11 +19,13 @@ from ..core.errors import RequestError
 from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
+from ..ops.limits import Limits
 from ..wsgi import respond_error, unsupported_transfer_coding
 from .config import Settings, load_settings
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .logs import configure_logging
 from .reading import ReadGuard
+from .slots import process_gate
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -66,6 +69,17 @@ def build_app(
     app = ReadGuard(
         app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
+    if settings.max_concurrent is not None or settings.max_concurrent_per_key is not None:
+        # Inside the keys' check (it names the key) and outside the body's deadline, which
+        # starts once the request has its slot: a queued request's body waits unread.
+        app = Limits(
+            app,
+            max_concurrent=settings.max_concurrent,
+            max_concurrent_per_key=settings.max_concurrent_per_key,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            gate=process_gate(),  # the workers' shared counts, when serve made them
+        )
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
         app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})
