@@ -245,6 +245,11 @@ class Gate:
             tally.add(key, queued=-1)
             raise self._refusal(tally, key, key_cap, queue_full=False)
 
+    def totals(self) -> tuple[int, int]:
+        """(slots held, requests queued) in all, in every process the counts span."""
+        with self.counts.locked() as tally:
+            return tally.held(None), tally.queued(None)
+
     def leave(self, key: str | None) -> None:
         """Give back a slot of ``key``; the oldest waiter of this process that fits takes it."""
         with self.counts.locked() as tally:
