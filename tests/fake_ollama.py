@@ -745,24 +745,37 @@ def _has_hung_up(client: socket.socket) -> bool:
 
 
 class _InFlight:
-    """A reply's body that says when it was closed (the request is no longer in flight)."""
+    """A reply's body that says when the request is no longer in flight: once its last
+    bytes are made, before they are written (as Ollama's handler has returned before Go's
+    server ends the reply), or when it is closed before that."""
 
     def __init__(self, body: Iterable[bytes], landed: Callable[[], None]) -> None:
         self._body = body
         self._landed: Callable[[], None] | None = landed
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        body = self._body
+        if isinstance(body, list):  # a whole reply: landed before its last piece goes
+            for index, data in enumerate(body):
+                if index == len(body) - 1:
+                    self._land()
+                yield data
+        else:
+            yield from body  # a stream: its end comes before the last chunk's terminator
+        self._land()
+
+    def _land(self) -> None:
+        landed, self._landed = self._landed, None
+        if landed is not None:
+            landed()
 
     def close(self) -> None:
-        landed, self._landed = self._landed, None
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
-            if landed is not None:
-                landed()
+            self._land()
 
 
 class _StreamBody:
@@ -892,6 +905,11 @@ class FakeOllama:
         """Wait until ``predicate(in_flight)`` holds, up to ``timeout_s``; whether it does."""
         with self._flight:
             return self._flight.wait_for(lambda: predicate(self.in_flight), timeout_s)
+
+    def reset_max_in_flight(self) -> None:
+        """Start counting the most requests in flight at once from now."""
+        with self._flight:
+            self.max_in_flight = self.in_flight
 
     def _landed(self) -> None:
         with self._flight:

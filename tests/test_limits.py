@@ -28,7 +28,7 @@ from fake_ollama import FakeOllama, serve
 from gunicorn_process import GunicornProcess, run_gunicorn, start_server
 
 from ollama_default.core.errors import ConfigError
-from ollama_default.ops.limits import Gate, LocalCounts, Limits, Refusal, is_counted
+from ollama_default.ops.limits import Gate, Limits, LocalCounts, Refusal, is_counted
 from ollama_default.proxy.slots import SharedCounts
 from ollama_default.wsgi import ERROR_KEY, KEY_ID_KEY, KEY_LIMIT_KEY, REFUSED_KEY
 
@@ -399,3 +399,273 @@ def test_the_shared_counts_refuse_more_keys_at_once_than_they_track() -> None:
     assert counts.totals() == (0, 0)
     gate.enter("one too many", total_cap=None, key_cap=1, max_queue=0, timeout_s=1)
     gate.leave("one too many")
+
+
+# --------------------------------------------------------------------------------------
+# Through a real gunicorn with two workers
+
+#: serve's gunicorn configuration module: two gevent workers, the shared counts made in
+#: the master, a dead worker's slots reclaimed.
+HOOKED = ("-c", "python:ollama_default.proxy.gunicorn")
+SERVE = [sys.executable, "-m", "ollama_default.proxy.cli", "serve", "--workers", "2"]
+CAP, QUEUE = 3, 2
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeOllama:
+    return FakeOllama()
+
+
+@pytest.fixture(scope="module")
+def fake_url(fake: FakeOllama) -> Iterator[str]:
+    with serve(fake) as url:
+        yield url
+
+
+def limit_settings(fake_url: str) -> dict[str, str]:
+    return {
+        "OLLAMA_DEFAULT_UPSTREAM": fake_url,
+        "OLLAMA_DEFAULT_ALIAS": ALIAS,
+        "OLLAMA_DEFAULT_TARGET": TARGET,
+        "OLLAMA_DEFAULT_MAX_CONCURRENT": str(CAP),
+        "OLLAMA_DEFAULT_MAX_QUEUE": str(QUEUE),
+        "OLLAMA_DEFAULT_QUEUE_TIMEOUT_S": str(TIMEOUT_S),
+    }
+
+
+@pytest.fixture(scope="module")
+def limited(fake_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornProcess]:
+    log_dir = tmp_path_factory.mktemp("limited")
+    with run_gunicorn(limit_settings(fake_url), log_dir=log_dir, options=HOOKED) as server:
+        yield server
+    assert "Traceback" not in server.stderr()
+
+
+@pytest.fixture
+def hold(fake: FakeOllama) -> Iterator[threading.Event]:
+    """Hold every generation after its first token until the test sets the event; on the
+    way out everything is released and the upstream idle again."""
+    event = threading.Event()
+    fake.hold = event
+    fake.reset_max_in_flight()
+    try:
+        yield event
+    finally:
+        event.set()
+        assert fake.wait_for_in_flight(lambda count: count == 0, TIMEOUT_S)
+        fake.hold = None
+
+
+def post(base_url: str, path: str, document: dict[str, Any]) -> tuple[int, Any, list[str]]:
+    """POST and read the whole answer: (status, headers, its lines)."""
+    with requests.post(f"{base_url}{path}", json=document, timeout=TIMEOUT_S * 2) as response:
+        lines = [line for line in response.text.splitlines() if line]
+        return response.status_code, response.headers, lines
+
+
+def open_stream(port: int, path: str = "/api/chat") -> socket.socket:
+    """A streamed chat over a raw socket, returned once its first record has arrived."""
+    body = json.dumps({**CHAT, "stream": True}).encode()
+    client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+    client.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    received = b""
+    while b'"done":false' not in received:
+        data = client.recv(65536)
+        assert data, f"the stream ended before its first record: {received!r}"
+        received += data
+    assert received.startswith(b"HTTP/1.1 200 ")
+    return client
+
+
+def finish_stream(client: socket.socket) -> bytes:
+    """Read a stream from :func:`open_stream` to its end (the last chunk), then close it."""
+    with client:
+        received = b""
+        while not received.endswith(b"0\r\n\r\n"):
+            data = client.recv(65536)
+            assert data, f"the stream was cut short: {received!r}"
+            received += data
+    return received
+
+
+def chats_seen(fake: FakeOllama) -> int:
+    return sum(1 for request in fake.requests if request.path == "/api/chat")
+
+
+def wait_done(futures: list[Future[Any]], count: int) -> list[Future[Any]]:
+    assert wait_until(lambda: sum(future.done() for future in futures) >= count)
+    return [future for future in futures if future.done()]
+
+
+def test_under_a_burst_of_streams_the_cap_holds_the_queue_waits_and_the_rest_get_503(
+    limited: GunicornProcess, fake: FakeOllama, hold: threading.Event
+) -> None:
+    document = {**CHAT, "stream": True}
+    with ThreadPoolExecutor(8) as pool:
+        burst = [pool.submit(post, limited.base_url, "/api/chat", document) for _ in range(8)]
+        # CAP reach the upstream and are held there, QUEUE wait, the rest are refused.
+        assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+        refused = wait_done(burst, 8 - CAP - QUEUE)
+        for future in refused:
+            status, headers, lines = future.result()
+            assert (status, headers["Retry-After"]) == (503, "5")
+            assert "as many requests under way as it may (3) and the queue is full" in (
+                error_message("/api/chat", json.loads(lines[0]), 503)
+            )
+        # A listing is not held back by a full cap (and is one more in flight upstream).
+        assert requests.get(f"{limited.base_url}/api/tags", timeout=TIMEOUT_S).ok
+        assert (fake.in_flight, len(refused)) == (CAP, 8 - CAP - QUEUE)
+        fake.reset_max_in_flight()
+
+        hold.set()  # the held streams end; the queued are served in their slots
+        answers = [future.result(TIMEOUT_S) for future in burst if future not in refused]
+    assert [status for status, _, _ in answers] == [200] * (CAP + QUEUE)
+    assert all(json.loads(lines[-1])["done"] for _, _, lines in answers)
+    assert fake.max_in_flight == CAP
+
+
+def fill_queue(pool: ThreadPoolExecutor, base_url: str) -> list[Future[Any]]:
+    """With the cap held, send one request more than the queue holds: once one is refused,
+    the others are certainly waiting, and the queue is full. Return those waiting."""
+    sent = [pool.submit(post, base_url, "/api/chat", {**CHAT}) for _ in range(QUEUE + 1)]
+    (refused,) = wait_done(sent, 1)
+    assert refused.result()[0] == 503
+    return [future for future in sent if future is not refused]
+
+
+@pytest.mark.parametrize(("path", "document"), DIALECTS)
+def test_a_refusal_speaks_the_dialect_of_its_path(
+    limited: GunicornProcess, fake: FakeOllama, hold: threading.Event, path: str, document: Any
+) -> None:
+    streams = [open_stream(limited.port) for _ in range(CAP)]
+    assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+    with ThreadPoolExecutor(QUEUE + 1) as pool:
+        queued = fill_queue(pool, limited.base_url)
+
+        status, headers, lines = post(limited.base_url, path, document)
+
+        assert (status, headers["Retry-After"]) == (503, "5")
+        message = error_message(path, json.loads(lines[0]), 503)
+        assert message.startswith("the server has as many requests under way as it may (3)")
+        hold.set()
+        for stream in streams:
+            assert b'"done":true' in finish_stream(stream)
+        assert [future.result(TIMEOUT_S)[0] for future in queued] == [200] * QUEUE
+    assert fake.max_in_flight == CAP
+
+
+def test_the_official_clients_get_the_refusal_as_their_own_error(
+    limited: GunicornProcess, fake: FakeOllama, hold: threading.Event
+) -> None:
+    streams = [open_stream(limited.port) for _ in range(CAP)]
+    assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+    messages = [{"role": "user", "content": "hi"}]
+    with ThreadPoolExecutor(QUEUE + 1) as pool:
+        queued = fill_queue(pool, limited.base_url)
+        with (
+            openai.OpenAI(
+                base_url=f"{limited.base_url}/v1", api_key="x", max_retries=0, timeout=TIMEOUT_S
+            ) as client,
+            pytest.raises(openai.APIStatusError) as openai_error,
+        ):
+            client.chat.completions.create(model=ALIAS, messages=messages)  # type: ignore[arg-type]
+        with (
+            anthropic.Anthropic(
+                base_url=limited.base_url, api_key="x", max_retries=0, timeout=TIMEOUT_S
+            ) as client,
+            pytest.raises(anthropic.APIStatusError) as anthropic_error,
+        ):
+            client.messages.create(model=ALIAS, max_tokens=9, messages=messages)  # type: ignore[arg-type]
+        hold.set()
+        for stream in streams:
+            assert b'"done":true' in finish_stream(stream)
+        assert [future.result(TIMEOUT_S)[0] for future in queued] == [200] * QUEUE
+    for error in (openai_error.value, anthropic_error.value):
+        assert error.status_code == 503
+        assert error.response.headers["Retry-After"] == "5"
+        assert "as many requests under way as it may (3)" in error.message
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot_for_the_queue(
+    limited: GunicornProcess, fake: FakeOllama, hold: threading.Event
+) -> None:
+    streams = [open_stream(limited.port) for _ in range(CAP)]
+    assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+    seen = chats_seen(fake)
+    with ThreadPoolExecutor(QUEUE + 1) as pool:
+        queued = fill_queue(pool, limited.base_url)
+        streams.pop().close()  # one client hangs up mid-stream
+
+        # Its slot goes to one of the waiting requests, which reaches the upstream.
+        assert wait_until(lambda: chats_seen(fake) == seen + 1)
+        assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+        assert not any(future.done() for future in queued)  # held upstream, or waiting
+        # The proxy gave the slot back as it closed the upstream connection; the upstream
+        # notices a moment later (Go, when its connection's read sees the end), so it
+        # may briefly count the next request with the one that is going.
+        assert fake.max_in_flight <= CAP + 1
+        fake.reset_max_in_flight()
+        hold.set()  # the rest end as streams do; the last waiting request has a slot
+        for stream in streams:
+            assert b'"done":true' in finish_stream(stream)
+        assert [future.result(TIMEOUT_S)[0] for future in queued] == [200] * QUEUE
+    assert fake.max_in_flight == CAP
+    # Every slot is back: the whole cap reaches the upstream again at once.
+    assert fake.wait_for_in_flight(lambda count: count == 0, TIMEOUT_S)
+    fake.hold = again = threading.Event()
+    streams = []
+    try:
+        streams = [open_stream(limited.port) for _ in range(CAP)]
+        assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+    finally:
+        again.set()
+        for stream in streams:
+            finish_stream(stream)
+
+
+def worker_pids(master: int) -> list[int]:
+    """The processes whose parent is ``master`` (from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == master:
+                    children.append(int(entry.name))
+    return children
+
+
+def test_the_slots_of_a_killed_worker_are_reclaimed(
+    fake_url: str, fake: FakeOllama, hold: threading.Event, tmp_path: Path
+) -> None:
+    server = start_server(SERVE, limit_settings(fake_url), log_dir=tmp_path)
+    try:
+        server.wait_until_ready()
+        streams = [open_stream(server.port) for _ in range(CAP)]
+        assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+        workers = worker_pids(server.process.pid)
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)  # no close(), no finally: the slots stay taken
+        for stream in streams:
+            stream.close()
+        assert fake.wait_for_in_flight(lambda count: count == 0, TIMEOUT_S)
+        server.log_line("request slot(s)")
+        assert wait_until(lambda: len(set(worker_pids(server.process.pid)) - set(workers)) == 2)
+        server.wait_until_ready()
+
+        # Every slot is free again: the whole cap reaches the upstream at once.
+        streams = [open_stream(server.port) for _ in range(CAP)]
+        assert fake.wait_for_in_flight(lambda count: count == CAP, TIMEOUT_S)
+        hold.set()
+        for stream in streams:
+            finish_stream(stream)
+    finally:
+        server.stop()
+    stderr = server.stderr()
+    assert "exited holding" in stderr
+    assert "Traceback" not in stderr
