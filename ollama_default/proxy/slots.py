@@ -44,8 +44,6 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from typing import NamedTuple
 
 from ..ops.limits import Gate, LocalCounts, Refusal, SlotCounts, Tally
 
@@ -173,9 +171,48 @@ class _Table:
         return found
 
 
-class _ProcessState(NamedTuple):
-    pid: int
-    lock: threading.Lock
+class _Locked:
+    """The lock of the counts in one process: its threads' (or greenlets') lock, then the
+    record lock between processes. A class, not a generator: it is taken twice a request."""
+
+    __slots__ = ("_fd", "_lock", "_tally")
+
+    def __init__(self, fd: int, tally: _SharedTally) -> None:
+        self._fd = fd
+        # Made in the process that uses it, after gevent has patched threading.
+        self._lock = threading.Lock()
+        self._tally = tally
+
+    def __enter__(self) -> Tally:
+        self._lock.acquire()
+        try:
+            _lock_file(self._fd)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._tally
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+def _lock_file(fd: int) -> None:
+    deadline = None
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            # Held by another process for a few reads: let others run meanwhile.
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + LOCK_TIMEOUT_S
+            elif now > deadline:
+                raise
+            time.sleep(0)
 
 
 class SharedCounts:
@@ -204,39 +241,21 @@ class SharedCounts:
         self._processes = _Table(
             self._buffer, self._keys.end, _PROCESS_ENTRIES, MAX_PROCESS_KEYS, 24
         )
-        self._state: _ProcessState | None = None
+        self._pid = 0
+        self._locked: _Locked | None = None
+        os.register_at_fork(after_in_child=self._forget_process)
 
-    def _process(self) -> _ProcessState:
-        state, pid = self._state, os.getpid()
-        if state is None or state.pid != pid:
-            state = self._state = _ProcessState(pid, threading.Lock())
-        return state
+    def _forget_process(self) -> None:
+        self._pid, self._locked = 0, None
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[Tally]:
+    def locked(self) -> contextlib.AbstractContextManager[Tally]:
         """Hold the lock, between this process's threads and between processes."""
-        state = self._process()
-        with state.lock:
-            self._lock_file()
-            try:
-                yield _SharedTally(self, state.pid)
-            finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN)
-
-    def _lock_file(self) -> None:
-        deadline = None
-        while True:
-            try:
-                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except OSError:
-                # Held by another process for a few reads: let others run meanwhile.
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + LOCK_TIMEOUT_S
-                elif now > deadline:
-                    raise
-                time.sleep(0)
+        locked = self._locked
+        if locked is None:
+            # First use in this process (the fork forgot the parent's).
+            self._pid = os.getpid()
+            locked = self._locked = _Locked(self._fd, _SharedTally(self, self._pid))
+        return locked
 
     def totals(self) -> tuple[int, int]:
         """(slots held, requests queued) in all processes."""
