@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -28,6 +29,7 @@ from fake_ollama import FakeOllama, serve
 from gunicorn_process import GunicornProcess, run_gunicorn, start_server
 
 from ollama_default.core.errors import ConfigError
+from ollama_default.ops.access_log import AccessLog
 from ollama_default.ops.limits import Gate, Limits, LocalCounts, Refusal, is_counted
 from ollama_default.proxy.slots import SharedCounts
 from ollama_default.wsgi import ERROR_KEY, KEY_ID_KEY, KEY_LIMIT_KEY, REFUSED_KEY
@@ -183,6 +185,25 @@ def test_the_total_cap_holds_and_a_full_queue_refuses_with_503() -> None:
         finish(body)
     assert held.most == 2
     assert finish(start(app)[0]) == b'{"done":false}\n{"done":true}\n'  # free again
+
+
+def test_the_access_log_names_the_limit_as_the_refusals_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    held = Held()
+    app = AccessLog(Limits(held, max_concurrent=1, max_queue=0))
+    first = start(app)[0]
+    next(iter(first))
+    caplog.set_level(logging.INFO, logger="ollama_default.access")
+
+    start(app)
+
+    (record,) = [record for record in caplog.records if "503" in record.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.fields["refused"] == "limit"  # type: ignore[attr-defined]
+    assert " refused=limit error=" in record.getMessage()
+    held.release.set()
+    finish(first)
 
 
 @pytest.mark.parametrize(("path", "document"), DIALECTS)
@@ -520,6 +541,7 @@ def test_under_a_burst_of_streams_the_cap_holds_the_queue_waits_and_the_rest_get
         assert requests.get(f"{limited.base_url}/api/tags", timeout=TIMEOUT_S).ok
         assert (fake.in_flight, len(refused)) == (CAP, 8 - CAP - QUEUE)
         fake.reset_max_in_flight()
+        assert "refused=limit" in limited.log_line('"POST /api/chat" 503')
 
         hold.set()  # the held streams end; the queued are served in their slots
         answers = [future.result(TIMEOUT_S) for future in burst if future not in refused]

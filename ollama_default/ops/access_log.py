@@ -16,7 +16,15 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.response_body import STREAM_MEDIA_TYPES
-from ..wsgi import ALIAS_KEY, CLIENT_LEFT_KEY, ERROR_KEY, FALLBACK_KEY, MODEL_KEY, REQUEST_ID_KEY
+from ..wsgi import (
+    ALIAS_KEY,
+    CLIENT_LEFT_KEY,
+    ERROR_KEY,
+    FALLBACK_KEY,
+    MODEL_KEY,
+    REFUSED_KEY,
+    REQUEST_ID_KEY,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -111,6 +119,8 @@ class _Entry:
             fields["ttfb_ms"] = round((self.first_byte_at - self.started_at) * 1000, 1)
         if environ.get(CLIENT_LEFT_KEY) or (not ended and error is None):
             fields["client_left"] = True
+        if (refused := environ.get(REFUSED_KEY)) is not None:
+            fields["refused"] = refused  # which layer: auth, management, limit
         if error is not None:
             fields["error"] = error
         if (request_id := environ.get(REQUEST_ID_KEY)) is not None:
@@ -154,6 +164,8 @@ class _AccessLine:
             parts.append(f"ttfb={fields['ttfb_ms'] / 1000:.3f}s")
         if fields.get("client_left"):
             parts.append("client-left")
+        if "refused" in fields:
+            parts.append(f"refused={_value(fields['refused'])}")
         if "error" in fields:
             parts.append(f"error={json.dumps(fields['error'], ensure_ascii=False)}")
         if "request_id" in fields:
