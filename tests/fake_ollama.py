@@ -843,6 +843,12 @@ class FakeOllama:
     :param tokens: how many content records a generation stream has.
     :param check_host: answer 403 with an empty body to a ``Host`` Ollama would refuse on
         a loopback bind (§7.1).
+    :param load_delay_s: how long loading a model that is not loaded takes; requests for it
+        meanwhile wait for that one load, as Ollama's scheduler makes them (§6).
+    :param max_loaded: how many models fit at once (0: any number); loading one more
+        evicts the one loaded longest ago, as Ollama evicts when memory is short.
+
+    :attr:`events` records each load and unload as ``(kind, model, time.monotonic())``.
 
     ``in_flight`` counts the requests being answered (from their arrival to the close of
     their response), ``max_in_flight`` the most at once. Setting ``hold`` to an Event holds
@@ -863,7 +869,13 @@ class FakeOllama:
         token_delay_s: float = 0.0,
         tokens: int = 3,
         check_host: bool = False,
+        load_delay_s: float = 0.0,
+        max_loaded: int = 0,
     ) -> None:
+        self.load_delay_s = load_delay_s
+        self.max_loaded = max_loaded
+        self.events: list[tuple[str, str, float]] = []
+        self._loading: dict[str, threading.Event] = {}
         self.token_delay_s = token_delay_s
         self.tokens = tokens
         self.check_host = check_host
@@ -1004,14 +1016,46 @@ class FakeOllama:
 
     def _mark_loaded(self, model: _Model, keep_alive: float | None) -> None:
         seconds = DEFAULT_KEEP_ALIVE_S if keep_alive is None else keep_alive
+        self._load(model)
         now_ns = time.time_ns()
         expires = now_ns + (GO_MAX_INT64 if math.isinf(seconds) else int(seconds * 1e9))
         with self._lock:
             self.loaded.add(model.display)
             self._expires_at_ns[model.display] = expires  # Go: now + MaxInt64 is ~2318
 
+    def _load(self, model: _Model) -> None:
+        """Load ``model`` if it is not loaded: one load, which the others wait for."""
+        with self._lock:
+            if model.display in self.loaded:
+                return
+            loading = self._loading.get(model.display)
+            first = loading is None
+            if first:
+                loading = self._loading[model.display] = threading.Event()
+                self.events.append(("load", model.display, time.monotonic()))
+        if not first:
+            loading.wait(timeout=60)
+            return
+        try:
+            if self.load_delay_s > 0:
+                time.sleep(self.load_delay_s)  # the load's duration, not a sync aid
+            with self._lock:
+                if self.max_loaded and len(self.loaded) >= self.max_loaded:
+                    evicted = sorted(self.loaded, key=lambda name: self._expires_at_ns.get(name, 0))
+                    for name in evicted[: len(self.loaded) - self.max_loaded + 1]:
+                        self.loaded.discard(name)
+                        self._expires_at_ns.pop(name, None)
+                        self.events.append(("evict", name, time.monotonic()))
+                self.loaded.add(model.display)
+                self._expires_at_ns.setdefault(model.display, 0)
+        finally:
+            with self._lock:
+                self._loading.pop(model.display, None)
+            loading.set()
+
     def _unload(self, model: _Model) -> None:
         with self._lock:
+            self.events.append(("unload", model.display, time.monotonic()))
             self.loaded.discard(model.display)
             self._expires_at_ns.pop(model.display, None)
 

@@ -31,7 +31,9 @@ from gunicorn_process import GunicornProcess, run_gunicorn, start_server
 from ollama_default.core.errors import ConfigError
 from ollama_default.ops.access_log import AccessLog
 from ollama_default.ops.limits import Gate, Limits, LocalCounts, Refusal, is_counted
-from ollama_default.proxy.slots import SharedCounts
+from ollama_default.proxy.compose import build_app
+from ollama_default.proxy.reload import Reloading, SettingsSource
+from ollama_default.proxy.slots import SharedCounts, process_gate
 from ollama_default.wsgi import ERROR_KEY, KEY_ID_KEY, KEY_LIMIT_KEY, REFUSED_KEY
 
 if TYPE_CHECKING:
@@ -691,3 +693,49 @@ def test_the_slots_of_a_killed_worker_are_reclaimed(
     stderr = server.stderr()
     assert "exited holding" in stderr
     assert "Traceback" not in stderr
+
+
+# --------------------------------------------------------------------------------------
+# With the hot reload: new caps, the same slots
+
+
+def test_a_reload_changes_the_caps_and_the_streams_under_way_still_count(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "ollama-default.toml"
+
+    def configure(cap: int) -> None:
+        temporary = config.with_suffix(".tmp")
+        temporary.write_text(f'max_concurrent = {cap}\nmax_queue = 0\n[aliases]\nllmodel = "m"\n')
+        os.replace(temporary, config)
+
+    held = Held()
+    configure(2)
+    app = Reloading(
+        lambda settings, pool: build_app(settings, backend=held),
+        SettingsSource({}, config_file=str(config)),
+        poll_interval_s=3600.0,  # never ticks: the test calls check()
+        uses_pool=False,
+    )
+    unknown = "/api/not-yet-known"  # counted, and passed through by DefaultModel
+    try:
+        old = [start(app, unknown)[0] for _ in range(2)]
+        for body in old:
+            next(iter(body))
+        assert start(app, unknown)[1][0].startswith("503 ")
+
+        configure(3)
+        assert app.check()
+        third = start(app, unknown)[0]  # the new cap, counting the old graph's streams
+        assert start(app, unknown)[1][0].startswith("503 ")
+
+        configure(1)
+        assert app.check()
+        held.release.set()
+        for body in [*old, third]:
+            finish(body)
+        assert finish(start(app, unknown)[0]).count(b"\n") == 2
+        assert process_gate().totals() == (0, 0)
+    finally:
+        held.release.set()
+        app.stop()

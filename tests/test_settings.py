@@ -239,6 +239,7 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "trusted_proxies": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
+        "warm_timeout_s": "default",
         "head_timeout_s": "default",
         "body_timeout_s": "default",
         "max_body_bytes": "default",
@@ -366,7 +367,7 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
               "default_names": "unknown", "fallback_to_default": "1",
               "hide_real_models": "1", "max_concurrent": "4", "max_concurrent_per_key": "2",
-              "max_queue": "3", "queue_timeout_s": "9"}  # fmt: skip
+              "max_queue": "3", "queue_timeout_s": "9", "warm_timeout_s": "9"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -505,6 +506,13 @@ EXAMPLES = {
         {"OLLAMA_DEFAULT_READ_TIMEOUT_S": "-1"},
         "read_timeout_s must be a positive number of seconds, not -1.0 (set by "
         "OLLAMA_DEFAULT_READ_TIMEOUT_S)",
+    ),
+    "warm_timeout_s": Example(
+        30, "warm_timeout_s = 30", {"OLLAMA_DEFAULT_WARM_TIMEOUT_S": "30"}, [],
+        "warm_timeout_s = 0",
+        "warm_timeout_s must be a positive number of seconds, not 0 (set by {file})",
+        {"OLLAMA_DEFAULT_WARM_TIMEOUT_S": "2m"},
+        "OLLAMA_DEFAULT_WARM_TIMEOUT_S='2m' is not a number",
     ),
     "head_timeout_s": Example(
         5, "head_timeout_s = 5", {"OLLAMA_DEFAULT_HEAD_TIMEOUT_S": "5"}, [],

@@ -38,14 +38,26 @@ class Route:
     target_keys: frozenset[str] = field(repr=False)
     #: The alias's parameters (:class:`~ollama_default.core.params.Params`; false when none).
     params: Params = field(default=NO_PARAMS, repr=False, compare=False)
+    #: Load a new target before traffic moves to it (``warm = true``).
+    warm: bool = field(default=False, compare=False)
+    #: Unload the old target once unused (``unload_previous = true``).
+    unload_previous: bool = field(default=False, compare=False)
 
     @classmethod
-    def build(cls, alias: str, target: str, params: Params = NO_PARAMS) -> Route:
+    def build(
+        cls,
+        alias: str,
+        target: str,
+        params: Params = NO_PARAMS,
+        *,
+        warm: bool = False,
+        unload_previous: bool = False,
+    ) -> Route:
         parsed = parse_name(target)
         keys = {name_key(target)}
         if parsed is not None and (base := parsed.cloud_base()) is not None:
             keys.add(name_key(base.fully_qualified()))
-        return cls(alias, target, frozenset(keys), params)
+        return cls(alias, target, frozenset(keys), params, warm, unload_previous)
 
 
 class AliasTable(Mapping[str, Route]):
@@ -62,7 +74,7 @@ class AliasTable(Mapping[str, Route]):
 
     :param mapping: alias -> real model name, or an :class:`~ollama_default.Alias` (or a
         dict of the same keys: ``target``, ``defaults``, ``overrides``, ``strip``,
-        ``system``) for an alias with parameters.
+        ``system``, ``warm``, ``unload_previous``) for an alias with parameters.
     :param default: the alias used when a request names no model; with a single alias
         and no default given, that alias is the default.
     :raises ConfigError: with ``key`` ``"default"`` when the default is not an alias, else
@@ -139,15 +151,17 @@ def _checked_route(alias: object, value: object) -> Route:
         raise ConfigError(f"alias {alias!r} is not a valid Ollama model name", key=ALIASES)
     params = NO_PARAMS
     target = value
+    warm = unload_previous = False
     if isinstance(value, Mapping):
         value = Alias.from_table(alias, value)
     if isinstance(value, Alias):
         target = value.target
         params = Params.build(alias, value)
+        warm, unload_previous = value.warm, value.unload_previous
     if not isinstance(target, str) or parse_name(target) is None:
         raise ConfigError(
             f"target {target!r} of alias {alias!r} is not a valid Ollama model name", key=ALIASES
         )
     if name_key(alias) == name_key(target):
         raise ConfigError(f"alias {alias!r} points at itself", key=ALIASES)
-    return Route.build(alias, target, params)
+    return Route.build(alias, target, params, warm=warm, unload_previous=unload_previous)

@@ -315,6 +315,11 @@ class Alias:
     :param strip: parameters whose client value is removed (the model's default applies).
     :param system: a system prompt, added when the client sent none (shorthand for
         ``defaults={"system": ...}``; to replace the client's, put it in ``overrides``).
+    :param warm: when a reload points the alias at a new target, load that target on the
+        upstream first (with the alias's ``keep_alive`` and load-time options), and move
+        traffic to it only then.
+    :param unload_previous: when a reload points the alias at a new target, unload the
+        old one once nothing of ours uses it (no alias points at it, its streams ended).
 
     The values are checked when an :class:`~ollama_default.AliasTable` is made of it, with
     errors naming the alias.
@@ -325,6 +330,8 @@ class Alias:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     strip: Sequence[str] = ()
     system: str | None = None
+    warm: bool = False
+    unload_previous: bool = False
 
     def __init__(
         self,
@@ -334,15 +341,19 @@ class Alias:
         overrides: Mapping[str, Any] | None = None,
         strip: Iterable[str] = (),
         system: str | None = None,
+        warm: bool = False,
+        unload_previous: bool = False,
     ) -> None:
         object.__setattr__(self, "target", target)
         object.__setattr__(self, "defaults", dict(defaults or {}))
         object.__setattr__(self, "overrides", dict(overrides or {}))
         object.__setattr__(self, "strip", tuple(strip) if not isinstance(strip, str) else strip)
         object.__setattr__(self, "system", system)
+        object.__setattr__(self, "warm", warm)
+        object.__setattr__(self, "unload_previous", unload_previous)
 
     #: The keys of the table form.
-    KEYS = ("target", "defaults", "overrides", "strip", "system")
+    KEYS = ("target", "defaults", "overrides", "strip", "system", "warm", "unload_previous")
 
     @classmethod
     def from_table(cls, alias: str, table: Mapping[str, Any]) -> Alias:
@@ -361,12 +372,17 @@ class Alias:
         strip = table.get("strip", ())
         if not isinstance(strip, (list, tuple)):
             raise _error(alias, f"strip must be a list of parameter names, not {_shown(strip)}")
+        for key in ("warm", "unload_previous"):
+            if not isinstance(table.get(key, False), bool):
+                raise _error(alias, f"{key} must be true or false, not {_shown(table[key])}")
         return cls(
             table["target"],
             defaults=table.get("defaults"),
             overrides=table.get("overrides"),
             strip=strip,
             system=table.get("system"),
+            warm=table.get("warm", False),
+            unload_previous=table.get("unload_previous", False),
         )
 
 
@@ -487,6 +503,34 @@ class Params:
 
 
 NO_PARAMS = Params()
+
+
+def load_request(target: str, params: Params, *, unload: bool = False) -> dict[str, Any]:
+    """The body of the request that loads ``target`` as an alias with ``params`` would
+    (an empty prompt: Ollama loads and answers ``done_reason: "load"``), or unloads it.
+
+    It carries the alias's ``keep_alive`` and load-time options (``num_ctx``...), from its
+    overrides or defaults: a load with other values would be reloaded by the alias's first
+    request (server/sched.go ``needsReload``). An unload is ``keep_alive: 0`` alone
+    (server/routes.go: an empty prompt and a zero keep_alive).
+    """
+    if unload:
+        return {"model": target, "keep_alive": 0}
+    body: dict[str, Any] = {"model": target}
+    options: dict[str, Any] = {}
+    for parameter in PARAMETERS:
+        if not parameter.load_time:
+            continue
+        given = params.value(parameter.name)
+        if given is None or given[0] is Mode.STRIP:
+            continue
+        if parameter.name in _OPTION_NAMES:
+            options[parameter.name] = given[1]
+        else:
+            body[parameter.name] = given[1]
+    if options:
+        body["options"] = options
+    return body
 
 
 def _members(items: Iterable[tuple[str, bytes]]) -> bytes:

@@ -1,4 +1,5 @@
-"""The ``ollama-default`` command: ``serve`` the proxy, ``check`` a configuration.
+"""The ``ollama-default`` command: ``serve`` the proxy, ``check`` a configuration, ``switch``
+an alias to another model.
 
 Testable as ``main([...])``, which returns the exit status: 0 when all is well (or
 ``serve`` was stopped), 1 when ``serve`` cannot listen or ``check`` finds a problem, 2 for
@@ -28,7 +29,9 @@ import shlex
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
@@ -50,6 +53,8 @@ from .config import (
 from .declaration import SWITCH, Declared, flag_name, value_at
 from .forwarder import DEFAULT_MAX_CONNECTIONS, basic_authorization, without_userinfo
 from .logs import configure_logging, log_startup
+from .pool import ConnectionPool
+from .reload import Reloading, SettingsSource, coordinated, on_exit, on_reload, start_coordinator
 from .slots import install_shared_counts
 
 if TYPE_CHECKING:
@@ -214,6 +219,17 @@ _EPILOG = {
 }
 
 
+_SWITCH_ABOUT = (
+    "Point an alias at another model: rewrite its target in the config file atomically, "
+    "keeping the rest of the file; the running proxy follows within two seconds."
+)
+_SWITCH_EPILOG = (
+    "Exit status: 0 once the file is rewritten, 1 when the upstream does not have TARGET "
+    "(without --force), does not answer, or cannot load it (--warm), 2 for a mistake in the "
+    "command line or the configuration."
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage mistake in one line instead of the usage and the mistake."""
 
@@ -225,6 +241,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line ``argv``; return the exit status."""
     args = parse_command_line(argv)
     environ = os.environ if environ is None else environ
+    if args.command == "switch":
+        try:
+            return switch(args, environ)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     try:
         try:
             loaded = load_settings_with_sources(
@@ -251,6 +272,24 @@ def _parser() -> argparse.ArgumentParser:
         )
         for flag in flags:
             subparser.add_argument(*flag.names, help=flag.help, **flag.options)
+    subparser = commands.add_parser(
+        "switch", help=_SWITCH_ABOUT, description=_SWITCH_ABOUT, epilog=_SWITCH_EPILOG
+    )
+    subparser.add_argument("alias", metavar="ALIAS", help="the alias to point elsewhere")
+    subparser.add_argument("target", metavar="TARGET", help="the model it is to stand for")
+    subparser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"the TOML file to rewrite (default: env {CONFIG_VARIABLE})",
+    )
+    subparser.add_argument(
+        "--warm", action="store_true",
+        help="load TARGET on the upstream first and wait until it is loaded, then rewrite",
+    )  # fmt: skip
+    subparser.add_argument(
+        "--force", action="store_true",
+        help="rewrite even when the upstream does not have TARGET (or does not answer)",
+    )  # fmt: skip
     return parser
 
 
@@ -317,6 +356,13 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
     if demo is not None and not settings.aliases:
         settings = dataclasses.replace(settings, aliases=DEMO_ALIASES, default="llmodel")
     backend = None if demo is None else demo_backend
+    source = SettingsSource(dict(environ), setting_flags(args), args.config)
+
+    def build(each: Settings, pool: ConnectionPool | None) -> WSGIApplication:
+        if demo is not None and not each.aliases:
+            each = dataclasses.replace(each, aliases=DEMO_ALIASES, default="llmodel")
+        max_connections = options["worker_connections"]
+        return build_app(each, backend=backend, max_connections=max_connections, pool=pool)
 
     class Proxy(Application):  # type: ignore[misc]
         """gunicorn's way to serve an app object with settings in code.
@@ -335,13 +381,24 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
                 self.cfg.set(key, value)
             # A dead worker's slots of the concurrency limits are given back.
             self.cfg.set("child_exit", child_exit)
+            # The master watches the config file for every worker (proxy/reload.py); set
+            # here, so that gunicorn's SIGHUP, which loads this config again, keeps them.
+            self.cfg.set("when_ready", lambda server: start_coordinator(server, source))
+            self.cfg.set("on_reload", on_reload)
+            self.cfg.set("on_exit", on_exit)
             if "chdir" in options:
                 self.chdir()
 
         def load(self) -> WSGIApplication:
-            # In each worker (or the master, with --preload).
-            return build_app(
-                settings, backend=backend, max_connections=options["worker_connections"]
+            # In each worker (or the master, with --preload): the table the master
+            # published last, so a worker started by SIGHUP serves the file as it is now.
+            following = coordinated()
+            return Reloading(
+                build,
+                source,
+                follow=following[0] if following else None,
+                max_connections=options["worker_connections"],
+                uses_pool=backend is None,
             )
 
     application = Proxy(prog="ollama-default serve")
@@ -700,6 +757,85 @@ def is_answering(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------------------
+# switch
+
+#: How often ``switch --warm`` says how the load is going.
+PROGRESS_INTERVAL_S = 1.0
+
+
+def switch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Point ``args.alias`` at ``args.target`` in the config file (see :data:`_SWITCH_ABOUT`)."""
+    from .client import OllamaClient, UpstreamCallError, wait_loaded
+    from .config_edit import replace_file, retarget
+    from .reload import SettingsSource
+
+    given = args.config or environ.get(CONFIG_VARIABLE)
+    if not given:
+        return _fail(EXIT_USAGE, f"switch needs the config file: give --config FILE or set "
+                     f"{CONFIG_VARIABLE}")  # fmt: skip
+    path = Path(given).resolve()  # a symlink's target is rewritten, the link kept
+    where = f"config file {given!r}"
+    source = SettingsSource(environ, config_file=str(path))
+    try:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{where} cannot be read: {error.strerror}") from None
+        source.load(text)  # the file as it is must be valid
+        new_text, alias, old = retarget(text, args.alias, args.target, where=where)
+        settings = source.load(new_text).settings  # and as it would be
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, f"configuration error: {error}")
+    route = settings.alias_table[alias]
+    client = OllamaClient(settings.upstream)
+    if not args.force:
+        try:
+            installed = client.installed()
+        except UpstreamCallError as error:
+            return _fail(EXIT_FAILURE, f"{error}; start Ollama, or give --force to switch anyway")
+        if name_key(args.target) not in installed:
+            close = difflib.get_close_matches(args.target, sorted(installed.values()), n=3)
+            hint = f" (installed models with close names: {', '.join(close)})" if close else ""
+            return _fail(
+                EXIT_FAILURE,
+                f"{client.shown} does not have {args.target!r}: run ollama pull {args.target}, "
+                f"or give --force to switch anyway{hint}",
+            )
+    if args.warm:
+        from ..core.params import load_request
+
+        print(f"loading {args.target} on {client.shown} ...", flush=True)
+        started = time.monotonic()
+        try:
+            wait_loaded(
+                client,
+                args.target,
+                load=lambda: client.load(
+                    load_request(args.target, route.params), settings.read_timeout_s
+                ),
+                report=_show_progress,
+                interval_s=PROGRESS_INTERVAL_S,
+            )
+        except UpstreamCallError as error:
+            return _fail(EXIT_FAILURE, f"{error}; the config file is unchanged")
+        print(f"{args.target} is loaded ({time.monotonic() - started:.1f} s)", flush=True)
+    try:
+        replace_file(path, new_text)
+    except OSError as error:
+        return _fail(EXIT_FAILURE, f"{where} cannot be written: {error.strerror}")
+    print(f"{alias}: {old} -> {args.target} ({where}); a running proxy follows within 2 s")
+    return EXIT_OK
+
+
+def _show_progress(elapsed_s: float, row: Any) -> None:
+    if row is None:
+        state = "not in /api/ps yet"
+    else:
+        state = f"in /api/ps, {row.size_vram / 2**30:.1f} GiB in GPU memory"
+    print(f"  {elapsed_s:4.0f} s: {state}", flush=True)
 
 
 # --------------------------------------------------------------------------------------

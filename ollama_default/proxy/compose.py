@@ -21,9 +21,10 @@ from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
 from ..ops.limits import Limits
 from ..wsgi import respond_error, unsupported_transfer_coding
-from .config import Settings, load_settings
+from .config import Settings
 from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
 from .logs import configure_logging
+from .pool import ConnectionPool
 from .reading import ReadGuard
 from .slots import process_gate
 
@@ -36,11 +37,14 @@ def build_app(
     backend: WSGIApplication | None = None,
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool: ConnectionPool | None = None,
 ) -> WSGIApplication:
     """Return the proxy for ``settings``, in front of ``backend`` or the upstream.
 
     :param max_connections: keep-alive connections kept to the upstream; as many as the
         worker serves requests at once, so none is thrown away after use.
+    :param pool: keep-alive connections to the upstream that outlive this app (a reload
+        hands them over: :mod:`~ollama_default.proxy.reload`).
     """
     if backend is None:
         backend = Forwarder(
@@ -49,6 +53,7 @@ def build_app(
             read_timeout_s=settings.read_timeout_s,
             max_connections=max_connections,
             trusted_proxies=settings.trusted_proxies,
+            pool=pool,
         )
     with warnings.catch_warnings():
         # The proxy logs them itself, once (cli.log_start_up_warnings, app_from_environment).
@@ -123,11 +128,31 @@ def app_from_environment(environ: Mapping[str, str]) -> WSGIApplication:
 
     :raises ConfigError: for any problem, in one line naming the key and the value.
     """
-    settings = load_settings(environ)
+    from .reload import Reloading, SettingsSource, coordinated
+
+    # Under a master that runs the reload coordinator (ollama-default serve, or gunicorn
+    # -c python:ollama_default.proxy.gunicorn), the table it publishes; else the file.
+    following = coordinated()
+    source = following[1] if following else SettingsSource(dict(environ))
+    reloading = Reloading(
+        lambda settings, pool: build_app(settings, pool=pool),
+        source,
+        follow=following[0] if following else None,
+    )
+    settings = reloading.graph.settings
     configure_logging(settings)
     for conflict in settings.alias_table.load_time_conflicts():
         _log.warning("ollama-default: %s", conflict)
-    return _SerialServerCheck(build_app(settings))
+    if following is None and any(
+        r.warm or r.unload_previous for r in settings.alias_table.values()
+    ):
+        _log.warning(
+            "ollama-default: warm and unload_previous need one process that watches for all "
+            "workers: run %r (or gunicorn -c python:ollama_default.proxy.gunicorn); here "
+            "each worker reloads the file, and nothing is warmed or unloaded",
+            RECOMMENDED_COMMAND,
+        )
+    return _SerialServerCheck(reloading)
 
 
 class _SerialServerCheck:

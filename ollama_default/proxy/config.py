@@ -84,6 +84,8 @@ CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
 ALIAS_VARIABLE = ENV_PREFIX + "ALIAS"
 TARGET_VARIABLE = ENV_PREFIX + "TARGET"
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
+#: A large model can take minutes to load from a slow disk; traffic moves on after this.
+WARM_TIMEOUT_S = 120.0
 
 
 def http_url(key: str, value: object) -> str:
@@ -297,6 +299,12 @@ class Settings:
         "how long to wait for the upstream's next bytes; long, because the first byte can "
         "wait for a large model to load.",
     )
+    warm_timeout_s: float = setting(
+        WARM_TIMEOUT_S,
+        SECONDS,
+        "how long a reload waits for the upstream to load an alias's new target "
+        "(``warm = true``) before it moves traffic there anyway (:ref:`reload`).",
+    )
     head_timeout_s: float = setting(
         HEAD_TIMEOUT_S,
         SECONDS,
@@ -441,16 +449,20 @@ def load_settings_with_sources(
     flags: Mapping[str, Any] | None = None,
     *,
     config_file: str | None = None,
+    config_text: str | None = None,
 ) -> LoadedSettings:
     """Like :func:`load_settings`, and say where each setting came from.
 
     Each source sets some keys over the one below: defaults, the file, the environment,
     the flags. A source that sets aliases replaces the default alias too, unless it
     names one itself (a single alias is then the default).
+
+    :param config_text: the config file's text as already read (a reload checks and
+        publishes one reading of it), in place of reading the file; still named by its path.
     """
     _check_variable_names(environ)
     config_path = config_file or environ.get(CONFIG_VARIABLE)
-    layers = [_file_layer(config_path)] if config_path else []
+    layers = [_file_layer(config_path, config_text)] if config_path else []
     layers += [from_environment(Settings, environ), from_flags(Settings, flags or {})]
     settings, sources = load(Settings, layers)
     return LoadedSettings(settings, sources)
@@ -464,11 +476,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return _file_layer(str(path)).values
 
 
-def _file_layer(path: str) -> Layer:
+def _file_layer(path: str, text: str | None = None) -> Layer:
     where = f"config file {path!r}"
     try:
-        with open(path, "rb") as file:
-            document: dict[str, Any] = tomllib.load(file)
+        if text is None:
+            with open(path, "rb") as file:
+                text = file.read().decode("utf-8")
+        document: dict[str, Any] = tomllib.loads(text)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{where} is not valid TOML: {error}", source=where) from None
     except OSError as error:
         raise ConfigError(f"{where} cannot be read: {error.strerror}", source=where) from None
     except tomllib.TOMLDecodeError as error:

@@ -97,6 +97,8 @@ class Forwarder:
         from anyone else they are dropped, and the upstream gets ours: ``X-Forwarded-For``
         the peer, ``X-Forwarded-Proto`` the server's scheme, ``X-Forwarded-Host`` the
         client's ``Host``.
+    :param pool: the keep-alive connections to use, when they outlive this forwarder (a
+        reload hands the pool of an unchanged upstream to the new one); else its own.
     :raises ConfigError: for a timeout that is not a positive number of seconds, or a
         trusted proxy that is not an IP address or network.
     """
@@ -109,6 +111,7 @@ class Forwarder:
         read_timeout_s: float = READ_TIMEOUT_S,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         trusted_proxies: Iterable[str] = (),
+        pool: ConnectionPool | None = None,
     ) -> None:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
@@ -130,7 +133,7 @@ class Forwarder:
         self._authorization = basic_authorization(upstream)
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._check_s = min(CLIENT_CHECK_S, read_timeout_s)
-        self._pool = ConnectionPool(
+        self._pool = pool or ConnectionPool(
             parts.scheme, parts.hostname or "", parts.port, connect_timeout_s, read_timeout_s,
             max_idle=max_connections,
         )  # fmt: skip

@@ -7,9 +7,10 @@ As a gunicorn configuration module it runs the proxy as ``ollama-default serve``
 with serve's settings (the module-level names below, from
 :data:`~ollama_default.proxy.cli.SERVE_DEFAULTS`) and the hook :func:`on_starting`, which
 checks the configuration once, in the master, before any worker starts, logs what the
-proxy serves and makes the concurrency limits' shared counts; and :func:`child_exit`, which
-gives back the slots of a worker that died holding them. gunicorn's own options on the
-command line still win.
+proxy serves and makes the concurrency limits' shared counts; :func:`when_ready`, which
+starts the reload coordinator the workers follow (SIGHUP makes it look at the file at
+once); and :func:`child_exit`, which gives back the slots of a worker that died holding
+them. gunicorn's own options on the command line still win.
 
 :class:`GeventWorker` is gunicorn's gevent worker, stopping at once when idle. Told to stop
 gracefully (SIGTERM), gunicorn's waits until every connection it holds has closed, up to
@@ -61,6 +62,9 @@ from .cli import SERVE_DEFAULTS, gunicorn_trust, probe_upstream
 from .config import Settings, load_settings
 from .logs import configure_logging, log_startup
 from .reading import HEAD_TIMEOUT_S
+from .reload import SettingsSource, start_coordinator
+from .reload import on_exit as stop_coordinator
+from .reload import on_reload as reload_now
 from .slots import install_shared_counts, reclaim
 
 # libev's and libuv's "readable" event, as gevent's loop.io takes it.
@@ -117,6 +121,21 @@ def child_exit(server: Any, worker: Any) -> None:
             held,
             queued,
         )
+
+
+def when_ready(server: Any) -> None:
+    """gunicorn hook, in the master once it listens and before it forks a worker: start the
+    reload coordinator (:mod:`~ollama_default.proxy.reload`), which the workers follow."""
+    try:
+        start_coordinator(server, SettingsSource(dict(os.environ)))
+    except ConfigError as error:
+        print(f"ollama-default: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+# gunicorn's SIGHUP looks at the config file at once; its exit removes the runtime files.
+on_reload = reload_now
+on_exit = stop_coordinator
 
 
 def app_import_error(message: str) -> Exception:

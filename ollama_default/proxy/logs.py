@@ -143,7 +143,7 @@ def missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[st
     return [
         f"alias {alias!r}: its target {target!r} is not installed upstream, so clients do not "
         f"see the alias listed and requests for it fail: run ollama pull {target}"
-        for alias, target in settings.aliases.items()
+        for alias, target in ((a, route.target) for a, route in settings.alias_table.items())
         if name_key(target) not in installed
     ]
 

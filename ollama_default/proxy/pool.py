@@ -37,6 +37,7 @@ class ConnectionPool:
         self._read_timeout_s = read_timeout_s
         self._max_idle = max_idle
         self._idle: deque[socket.socket] = deque()
+        self._closed = False
 
     def connection(self) -> socket.socket:
         """Return a connected socket: an idle one still open, else a new one.
@@ -68,13 +69,15 @@ class ConnectionPool:
     def release(self, sock: socket.socket, reusable: bool) -> None:
         """Keep ``sock`` for the next request if it is ``reusable`` and too few are idle;
         else close it."""
-        if reusable and len(self._idle) < self._max_idle:
+        if reusable and not self._closed and len(self._idle) < self._max_idle:
             self._idle.append(sock)
         else:
             sock.close()
 
     def close(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection, and each one in use when it is given back (a
+        reload retires the pool of an upstream no longer used while streams still run)."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()
 
