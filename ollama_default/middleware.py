@@ -37,9 +37,11 @@ from .core.response_body import NameRestorer
 from .core.rewriting import DocumentEdit, Passthrough, ResponsePlan, plan_response
 from .wsgi import (
     ALIAS_KEY,
+    ALLOWED_ALIASES_KEY,
     ERROR_KEY,
     FALLBACK_KEY,
     MODEL_KEY,
+    REFUSED_KEY,
     TARGET_HEADER,
     BufferBudget,
     HeldBody,
@@ -154,6 +156,8 @@ class DefaultModel:
             self.naming, hide_real_models=True, fallback_to_default=True
         )
         self.listings = ListingRewriter(self.aliases, hide_real_models=self.hide_real_models)
+        # Per set of aliases an API key is limited to: few, and the same ones again.
+        self._scoped_listings = functools.lru_cache(maxsize=256)(self._build_scoped_listings)
         # The one piece of state requests share: the bytes their bodies hold.
         self.buffered = BufferBudget(max_buffered_bytes)
 
@@ -162,10 +166,13 @@ class DefaultModel:
         method = environ.get("REQUEST_METHOD", "GET")
         if endpoint is None or method not in endpoint.methods:
             return self.app(environ, start_response)
+        allowed: frozenset[str] | None = environ.get(ALLOWED_ALIASES_KEY)
         if not endpoint.names_a_model:
             if endpoint.listing in LISTS and method == "GET":
-                # The aliases join the upstream's list (HEAD has no body: it passes).
-                edit = functools.partial(self.listings.rewrite_list, endpoint.listing)
+                # The aliases join the upstream's list (HEAD has no body: it passes); a
+                # key limited to some aliases sees those only.
+                listings = self.listings if allowed is None else self._scoped_listings(allowed)
+                edit = functools.partial(listings.rewrite_list, endpoint.listing)
                 return _Exchange(
                     self.app, environ, start_response, None, self.max_record_bytes, listing=edit
                 )
@@ -174,6 +181,8 @@ class DefaultModel:
         body: bytes | None = None
         try:
             decision = self._decide(environ, endpoint, reservation, self.naming)
+            if allowed is not None:
+                _check_allowed(environ, decision, allowed)
             may_fall_back = (
                 not decision.renames
                 and decision.model is not None
@@ -206,6 +215,11 @@ class DefaultModel:
             # The app has not read the whole body yet: it is held until the response ends.
             return ClosingIterator(app_iter, reservation.release)
         return app_iter
+
+    def _build_scoped_listings(self, allowed: frozenset[str]) -> ListingRewriter:
+        """The listings a key limited to the aliases ``allowed`` sees: those only."""
+        routes = {alias: route for alias, route in self.aliases.items() if alias in allowed}
+        return ListingRewriter(routes, hide_real_models=True)
 
     def _exchange(
         self,
@@ -438,7 +452,7 @@ def _decide_path(environ: WSGIEnvironment, endpoint: Endpoint, naming: Naming) -
     name = path[len(prefix) :].encode("latin-1").decode("utf-8", "replace")
     rename = decide_name(name, naming, endpoint)
     if rename is None:
-        return Decision(None, (), name)
+        return Decision(None, (), name, (name,) if name else ())
     environ["PATH_INFO"] = prefix + rename.route.target.encode().decode("latin-1")
     # The server's raw request line no longer describes the request.
     environ.pop("RAW_URI", None)
@@ -554,6 +568,20 @@ _RETRY_KEYS = ("QUERY_STRING", "RAW_URI", "REQUEST_URI")
 
 def _keep() -> None:
     """The release of a body kept for a retry: its reservation ends with the response."""
+
+
+def _check_allowed(environ: WSGIEnvironment, decision: Decision, allowed: frozenset[str]) -> None:
+    """Refuse a request whose API key may use the aliases ``allowed`` only, when it names
+    any other model (or names none, and the default is not one of them).
+
+    :raises RequestError: 403, leaving ``auth`` as the reason for the log.
+    """
+    refused = list(decision.unaliased)
+    refused += [r.client_name for r in decision.renames if r.route.alias not in allowed]
+    if refused:
+        environ[REFUSED_KEY] = "auth"
+        shown = ", ".join(sorted(allowed)) or "none"
+        raise RequestError(403, f"this API key may not use the model {refused[0]!r}: only {shown}")
 
 
 def _record_refused(environ: WSGIEnvironment, error: RefusedName) -> None:

@@ -42,14 +42,20 @@ CLIENT_LEFT_KEY = "ollama_default.client_left"
 #: broken), to quote to the operator, whose log line carries it too.
 REQUEST_ID_KEY = "ollama_default.request_id"
 
-#: A short id of the API key a request came with (never the key), set by the layer that
-#: checked it; per-key limits count by it.
+#: A short id of the API key a request was let in with (its name in the key file, or
+#: ``key-`` and the first 8 hex digits of its hash), never the key itself; set by
+#: :class:`~ollama_default.ops.auth.KeyCheck`.
 KEY_ID_KEY = "ollama_default.key"
-#: The cap on concurrent requests of the key a request came with (an int), when its key
-#: has one of its own; else the proxy's ``max_concurrent_per_key`` applies.
-KEY_LIMIT_KEY = "ollama_default.key_limit"
-#: Why a layer of ours refused a request: ``"auth"``, ``"management"`` or ``"limit"``; the
-#: status and the access log count refusals by it.
+#: The :class:`~ollama_default.ops.auth.ApiKey` a request was let in with: its scope (the
+#: aliases it may use, the store verbs it may use) and its ``max_concurrent``.
+API_KEY_KEY = "ollama_default.api_key"
+#: The aliases the request's key may use (a frozenset of the alias table's names), when it
+#: is limited to some: :class:`~ollama_default.DefaultModel` refuses any other model, and
+#: lists only these.
+ALLOWED_ALIASES_KEY = "ollama_default.allowed_aliases"
+#: Why a request was refused by an access rule, for the log and the status counts:
+#: ``"auth"`` (no key, a wrong key, a model the key may not use), ``"management"`` (a
+#: closed model-store verb) or ``"limit"`` (a concurrency cap).
 REFUSED_KEY = "ollama_default.refused"
 
 #: The response header naming the real model that answered a request for an alias.

@@ -42,6 +42,8 @@ def start(fake_url: str, log_dir: Path, *options: str, **settings: str) -> Gunic
         "OLLAMA_DEFAULT_HEAD_TIMEOUT_S": str(DEADLINE_S),
         "OLLAMA_DEFAULT_BODY_TIMEOUT_S": str(DEADLINE_S),
         "OLLAMA_DEFAULT_ACCESS_LOG": "0",
+        # Blob uploads are streamed bodies these tests send; the store is closed by default.
+        "OLLAMA_DEFAULT_OPEN_MODEL_STORE": "blobs",
         **{f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in settings.items()},
     }
     command = [*SERVE, "--workers", "1", "--upstream", fake_url, *options]

@@ -30,11 +30,13 @@ from gunicorn_process import GunicornProcess, run_gunicorn, start_server
 
 from ollama_default.core.errors import ConfigError
 from ollama_default.ops.access_log import AccessLog
+from ollama_default.ops.auth import ApiKey
 from ollama_default.ops.limits import Gate, Limits, LocalCounts, Refusal, is_counted
 from ollama_default.proxy.compose import build_app
+from ollama_default.proxy.config import Settings
 from ollama_default.proxy.reload import Reloading, SettingsSource
 from ollama_default.proxy.slots import SharedCounts, process_gate
-from ollama_default.wsgi import ERROR_KEY, KEY_ID_KEY, KEY_LIMIT_KEY, REFUSED_KEY
+from ollama_default.wsgi import API_KEY_KEY, ERROR_KEY, KEY_ID_KEY, REFUSED_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -133,8 +135,7 @@ def with_key(app: WSGIApplication, key: str | None, limit: int | None = None) ->
     def keyed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if key is not None:
             environ[KEY_ID_KEY] = key
-        if limit is not None:
-            environ[KEY_LIMIT_KEY] = limit
+            environ[API_KEY_KEY] = ApiKey(key, b"", max_concurrent=limit)
         return app(environ, start_response)
 
     return keyed
@@ -712,7 +713,7 @@ def test_a_reload_changes_the_caps_and_the_streams_under_way_still_count(
     held = Held()
     configure(2)
     app = Reloading(
-        lambda settings, pool: build_app(settings, backend=held),
+        lambda loaded, pool: build_app(loaded.settings, backend=held),
         SettingsSource({}, config_file=str(config)),
         poll_interval_s=3600.0,  # never ticks: the test calls check()
         uses_pool=False,
@@ -739,3 +740,35 @@ def test_a_reload_changes_the_caps_and_the_streams_under_way_still_count(
     finally:
         held.release.set()
         app.stop()
+
+
+def test_through_the_proxys_composition_a_keys_cap_comes_after_its_check() -> None:
+    held = Held()
+    alice, bob = "alice-0123456789abcdef", "bob-0123456789abcdefgh"
+    settings = Settings(
+        aliases={ALIAS: TARGET}, api_keys=(alice, bob), max_concurrent_per_key=1, max_queue=0
+    )
+    app = build_app(settings, backend=held)
+    unknown = "/api/not-yet-known"  # counted, and passed through by DefaultModel
+
+    def call(key: str | None) -> tuple[Iterable[bytes], str, dict[str, Any]]:
+        environ: dict[str, Any] = {"REQUEST_METHOD": "POST", "PATH_INFO": unknown}
+        if key is not None:
+            environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        head: list[str] = []
+        body = app(environ, lambda status, headers, exc_info=None: head.append(status))
+        return body, head[0], environ
+
+    first, status, _ = call(alice)
+    assert status.startswith("200 ")
+    next(iter(first))
+    _, status, environ = call(alice)
+    assert status.startswith("429 ") and environ[REFUSED_KEY] == "limit"
+    other, status, _ = call(bob)  # another key has its own slots
+    assert status.startswith("200 ")
+    _, status, environ = call(None)  # no key: refused by the keys' check, not the limits
+    assert status.startswith("401 ") and environ[REFUSED_KEY] == "auth"
+    held.release.set()
+    for body in (first, other):
+        finish(body)
+    assert process_gate().totals() == (0, 0)

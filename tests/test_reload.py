@@ -16,7 +16,7 @@ from ollama_default.core.aliases import AliasTable
 from ollama_default.core.errors import ConfigError
 from ollama_default.core.params import Alias, Params, load_request
 from ollama_default.proxy.compose import build_app
-from ollama_default.proxy.config import Settings
+from ollama_default.proxy.config import LoadedSettings
 from ollama_default.proxy.pool import ConnectionPool
 from ollama_default.proxy.reload import (
     Coordinator,
@@ -41,9 +41,9 @@ def write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def echo_builder(settings: Settings, pool: ConnectionPool | None) -> Any:
+def echo_builder(loaded: LoadedSettings, pool: ConnectionPool | None) -> Any:
     """An app that answers with the target its table gives ``llmodel``, in pieces."""
-    target = settings.alias_table["llmodel"].target
+    target = loaded.settings.alias_table["llmodel"].target
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         environ[MODEL_KEY] = target
@@ -139,7 +139,7 @@ def test_the_records_say_what_serves_and_where_it_came_from(
 
 def test_the_keep_alive_pool_is_handed_over_while_the_upstream_stays(config: Path) -> None:
     app = Reloading(
-        lambda settings, pool: build_app(settings, pool=pool),
+        lambda loaded, pool: build_app(loaded.settings, pool=pool),
         SettingsSource({}, config_file=str(config)),
         poll_interval_s=NEVER_S,
     )

@@ -237,6 +237,11 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "hide_real_models": "default",
         "prefix": f"config file {path!r}",
         "trusted_proxies": "default",
+        "status_networks": "default",
+        "open_model_store": "default",
+        "api_keys": "default",
+        "api_keys_file": "default",
+        "upstream_api_key": "default",
         "connect_timeout_s": "default",
         "read_timeout_s": "default",
         "warm_timeout_s": "default",
@@ -365,9 +370,12 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "max_record_bytes": "5", "access_log": "0", "log_level": "error",
               "log_file": "x.log", "log_format": "json", "upstream": "http://h:1",
               "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
+              "status_networks": "10.0.0.0/8",
               "default_names": "unknown", "fallback_to_default": "1",
               "hide_real_models": "1", "max_concurrent": "4", "max_concurrent_per_key": "2",
-              "max_queue": "3", "queue_timeout_s": "9", "warm_timeout_s": "9"}  # fmt: skip
+              "max_queue": "3", "queue_timeout_s": "9", "warm_timeout_s": "9",
+              "open_model_store": "pull", "api_keys": "0123456789abcdefgh",
+              "api_keys_file": "/dev/null", "upstream_api_key": "k"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -406,6 +414,9 @@ class Example:
 
 
 ALIAS_PAIR = "OLLAMA_DEFAULT_ALIAS and OLLAMA_DEFAULT_TARGET"
+VERBS = "(one of pull, push, create, copy, delete, blobs)"
+#: Settings a config file may never hold (API keys: test_auth.py).
+KEYS_NEVER_IN_FILES = ("api_keys",)
 EXAMPLES = {
     "upstream": Example(
         "http://h:1", 'upstream = "http://h:1"', {"OLLAMA_DEFAULT_UPSTREAM": "http://h:1"},
@@ -491,6 +502,63 @@ EXAMPLES = {
         ["--trusted-proxies", "10.0.0.1/8"],
         "trusted_proxies: '10.0.0.1/8' is not an IP address or network, such as 10.0.0.0/8 "
         "(set by --trusted-proxies)",
+    ),
+    "status_networks": Example(
+        ("127.0.0.1", "10.0.0.0/8", "::1"), 'status_networks = ["127.0.0.1", "10.0.0.0/8", "::1"]',
+        {"OLLAMA_DEFAULT_STATUS_NETWORKS": "127.0.0.1, 10.0.0.0/8,::1"},
+        ["--status-networks", "127.0.0.1,10.0.0.0/8,::1"],
+        'status_networks = "127.0.0.1"',
+        "status_networks must be a list of IP addresses or networks, such as ['10.0.0.0/8'], "
+        "not '127.0.0.1' (set by {file})",
+        {"OLLAMA_DEFAULT_STATUS_NETWORKS": "127.0.0.1,localhost"},
+        "status_networks: 'localhost' is not an IP address or network, such as 10.0.0.0/8 "
+        "(set by OLLAMA_DEFAULT_STATUS_NETWORKS)",
+        ["--status-networks", "192.168.1.1/24"],
+        "status_networks: '192.168.1.1/24' is not an IP address or network, such as "
+        "10.0.0.0/8 (set by --status-networks)",
+    ),
+    "open_model_store": Example(
+        ("pull", "copy"), 'open_model_store = ["pull", "copy"]',
+        {"OLLAMA_DEFAULT_OPEN_MODEL_STORE": "pull,copy"}, ["--open-model-store", "pull,copy"],
+        'open_model_store = ["rm"]',
+        "open_model_store: 'rm' is not a model-store verb " + VERBS + " (set by {file})",
+        {"OLLAMA_DEFAULT_OPEN_MODEL_STORE": "rm"},
+        "open_model_store: 'rm' is not a model-store verb " + VERBS + " (set by "
+        "OLLAMA_DEFAULT_OPEN_MODEL_STORE)",
+        ["--open-model-store", "rm"],
+        "open_model_store: 'rm' is not a model-store verb " + VERBS
+        + " (set by --open-model-store)",
+    ),
+    # Never from a file: the file way is refused (KEYS_NEVER_IN_FILES).
+    "api_keys": Example(
+        ("0123456789abcdefgh",), 'api_keys = ["0123456789abcdefgh"]',
+        {"OLLAMA_DEFAULT_API_KEYS": "0123456789abcdefgh"}, [],
+        'api_keys = ["0123456789abcdefgh"]',
+        "{file}: api_keys: keys are never written in the config file: set "
+        "OLLAMA_DEFAULT_API_KEYS, or name a file of hashed keys with api_keys_file",
+        {"OLLAMA_DEFAULT_API_KEYS": "short"},
+        "api_keys: key 1 is not a key: use a random token of at least 16 characters, such as "
+        "ollama-default hash-key --new makes (set by OLLAMA_DEFAULT_API_KEYS)",
+    ),
+    "api_keys_file": Example(
+        "/dev/null", 'api_keys_file = "/dev/null"', {"OLLAMA_DEFAULT_API_KEYS_FILE": "/dev/null"},
+        ["--api-keys-file", "/dev/null"],
+        "api_keys_file = 1", "api_keys_file must be a file name, not 1 (set by {file})",
+        {"OLLAMA_DEFAULT_API_KEYS_FILE": "/nonexistent/keys.toml"},
+        "api_keys_file '/nonexistent/keys.toml' cannot be read: No such file or directory "
+        "(set by OLLAMA_DEFAULT_API_KEYS_FILE)",
+        ["--api-keys-file", "/nonexistent/keys.toml"],
+        "api_keys_file '/nonexistent/keys.toml' cannot be read: No such file or directory "
+        "(set by --api-keys-file)",
+    ),
+    "upstream_api_key": Example(
+        "upstream-key", 'upstream_api_key = "upstream-key"',
+        {"OLLAMA_DEFAULT_UPSTREAM_API_KEY": "upstream-key"}, [],
+        "upstream_api_key = 1",
+        "upstream_api_key must be one word of printable text (set by {file})",
+        {"OLLAMA_DEFAULT_UPSTREAM_API_KEY": "two words"},
+        "upstream_api_key must be one word of printable text (set by "
+        "OLLAMA_DEFAULT_UPSTREAM_API_KEY)",
     ),
     "connect_timeout_s": Example(
         2.5, "connect_timeout_s = 2.5", {"OLLAMA_DEFAULT_CONNECT_TIMEOUT_S": "2.5"}, [],
@@ -653,6 +721,8 @@ def test_every_setting_is_set_from_a_file_the_environment_and_its_flag(
         ({"OLLAMA_DEFAULT_CONFIG": path}, [], f"config file {path!r}"),
         ({**context, **example.environ}, [], variable),
     ]
+    if item.key in KEYS_NEVER_IN_FILES:
+        del ways[0]
     if example.argv:
         ways.append((context, example.argv, example.argv[0]))
     for environ, argv, source in ways:

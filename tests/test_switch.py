@@ -149,6 +149,10 @@ def test_every_worker_follows_an_edit_while_streams_keep_their_alias(
         assert "is itself an alias" in line
         assert generate(server.base_url, "llmodel", stream=False).headers[
             "X-Ollama-Default-Target"] == NEW  # fmt: skip
+        # The status (of whichever worker answers) says so too, and what still serves.
+        status = requests.get(f"{server.base_url}/-/status", timeout=10).json()
+        assert "is itself an alias" in status["last_reload_error"]["error"]
+        assert [(row["alias"], row["target"]) for row in status["aliases"]] == [("llmodel", NEW)]
     finally:
         server.stop()
     assert "Traceback" not in server.stderr()
@@ -207,6 +211,17 @@ def test_switch_warm_under_traffic_loads_once_and_unloads_after_the_last_stream(
         for thread in threads:
             thread.join(30)
         last.join(10)
+        # The status shows the last switch step by step, from the master's records.
+        deadline = time.monotonic() + 10
+        while True:
+            switch = requests.get(f"{server.base_url}/-/status", timeout=10).json()["last_switch"]
+            steps = {step["name"]: step["outcome"] for step in switch["steps"]}
+            if f"unload {OLD}" in steps:
+                break
+            assert time.monotonic() < deadline, switch
+            time.sleep(0.05)
+        assert (switch["alias"], switch["old"], switch["new"]) == ("chat", OLD, NEW)
+        assert steps[f"unload {OLD}"] == "ok"
     finally:
         done.set()
         server.stop()

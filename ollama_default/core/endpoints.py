@@ -74,6 +74,9 @@ class Endpoint:
     #: The family of fields its requests take for per-alias parameters (a key of
     #: :data:`~ollama_default.core.params.PLACES`), or "" when none apply.
     params: str = ""
+    #: The model-store verb it is (one of :data:`STORE_VERBS`: it changes what Ollama has
+    #: installed, or uploads to it), or "" for every other endpoint.
+    store_verb: str = ""
 
     @property
     def names_a_model(self) -> bool:
@@ -130,6 +133,7 @@ def _management(
         response_fields=_NATIVE_ERROR,
         summary=summary,
         destination_fields=destinations or {},
+        store_verb=path.rsplit("/", 1)[1],
     )
 
 
@@ -223,8 +227,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         _GET, "/v1/models", _OPENAI, summary="OpenAI model list", listing=Listing.OPENAI_MODELS
     ),
-    Endpoint(frozenset({"HEAD", "POST"}), "/api/blobs/{digest}", _OLLAMA, summary="blobs"),
+    Endpoint(
+        frozenset({"HEAD", "POST"}),
+        "/api/blobs/{digest}",
+        _OLLAMA,
+        summary="blobs",
+        store_verb="blobs",
+    ),
 )
+
+#: The model-store verbs, in the table's order: each changes what the upstream has
+#: installed (or uploads to it, or publishes from it).
+STORE_VERBS: tuple[str, ...] = tuple(e.store_verb for e in ENDPOINTS if e.store_verb)
 
 _BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS if "{" not in e.path}
 _BY_PREFIX: tuple[tuple[str, Endpoint], ...] = tuple(

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
-from .aliases import AliasTable, Route
+from .aliases import Route
 from .names import DEFAULT_NAMESPACE, name_key, parse_name
 
 
@@ -105,7 +105,7 @@ class ListingRewriter:
     >>> rewriter.rewrite_list(Listing.TAGS, b'{"models":[{"name":"aya:8b","model":"aya:8b"}]}')
     b'{"models":[{"name":"llmodel:latest","model":"llmodel:latest"},{"name":"aya:8b","model":"aya:8b"}]}'
 
-    :param aliases: the alias table.
+    :param aliases: the alias table (or some of its routes, by alias).
     :param hide_real_models: list the aliases only, and leave out of an alias's entry the
         fields that name another real model (``remote_model``, ``details.parent_model``).
     :param fast: in a listing laid out as Ollama writes it, decode only the entries of the
@@ -114,7 +114,7 @@ class ListingRewriter:
     """
 
     def __init__(
-        self, aliases: AliasTable, *, hide_real_models: bool = False, fast: bool = True
+        self, aliases: Mapping[str, Route], *, hide_real_models: bool = False, fast: bool = True
     ) -> None:
         self.hide_real_models = hide_real_models
         self._fast = fast

@@ -67,7 +67,7 @@ def decide_query(
     name = value.decode("utf-8", "replace")
     rename = _rename(name, endpoint, aliases)
     if rename is None:
-        return QueryDecision(Decision(None, (), name or None), None)
+        return QueryDecision(Decision(None, (), name or None, (name,) if name else ()), None)
     pair = "model=" + query_escape(rename.route.target)
     replaced = query[:start] + pair + query[end:]
     return QueryDecision(Decision(None, (rename,), rename.route.target), replaced)
@@ -95,7 +95,7 @@ def decide_multipart(
     name = value.decode("utf-8", "replace")
     rename = _rename(name, endpoint, aliases)
     if rename is None:
-        return Decision(None, (), name or None)
+        return Decision(None, (), name or None, (name,) if name else ())
     part = _value_part(form.newline, rename.route.target)
     if span is not None:
         # The part Go reads the model from, headers and all, becomes a plain value.

@@ -57,11 +57,16 @@ class Rename:
 @dataclass(frozen=True)
 class Decision:
     """What to do with one request: the body to send on (None: unchanged), the renames,
-    and the model it goes upstream with (None when it names none we could read)."""
+    and the model it goes upstream with (None when it names none we could read).
+
+    ``unaliased`` holds every name the request used that is not an alias (a real model,
+    or none Ollama has), for a key limited to some aliases.
+    """
 
     body: bytes | None
     renames: tuple[Rename, ...]
     model: str | None = None
+    unaliased: tuple[str, ...] = ()
 
 
 UNCHANGED = Decision(None, ())
@@ -97,6 +102,7 @@ def decide_json_steps(
         fields = tuple(dict.fromkeys(fields + family_fields(endpoint.params)))
     reading = yield from read_object_steps(body, fields)
     renames: list[Rename] = []
+    unaliased: list[str] = []
     models: list[str | None] = []
     edits: list[tuple[int, int, bytes]] = []
     for keys in endpoint.model_fields:
@@ -113,10 +119,12 @@ def decide_json_steps(
             renames.append(rename)
             name = rename.route.target
             edits.append(_edit(reading, keys[0], writes_to, name))
+        elif name is not None:
+            unaliased.append(name)
         models.append(name)
     model = models[0] if models else None
     if not renames:
-        return Decision(None, (), model)
+        return Decision(None, (), model, tuple(unaliased))
     params = renames[0].route.params
     if params and endpoint.params:
         if reading is None:  # `null`: first the object holding the model, then read it
@@ -125,7 +133,7 @@ def decide_json_steps(
             edits = []
         assert reading is not None
         edits += yield from param_edits(body, reading, params, endpoint.params)
-    return Decision(_spliced(body, reading, edits), tuple(renames), model)
+    return Decision(_spliced(body, reading, edits), tuple(renames), model, tuple(unaliased))
 
 
 def _read_reference(

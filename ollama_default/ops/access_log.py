@@ -21,6 +21,7 @@ from ..wsgi import (
     CLIENT_LEFT_KEY,
     ERROR_KEY,
     FALLBACK_KEY,
+    KEY_ID_KEY,
     MODEL_KEY,
     REFUSED_KEY,
     REQUEST_ID_KEY,
@@ -39,7 +40,9 @@ class AccessLog:
     Each line names the client, the method and path, the status, the alias the client used
     and the model that answered (left in ``environ`` by :class:`~ollama_default.DefaultModel`),
     the duration, the bytes sent, and for streams the time to the first byte; when the default
-    answered for a model the upstream does not have, the model asked for (``fallback_from``).
+    answered for a model the upstream does not have, the model asked for (``fallback_from``);
+    the id of the API key used (``key``: its name, never the key); for a request an access
+    rule refused, why (``refused``: ``auth``, ``management``, ``limit``).
     A request we refused, an unreachable or slow upstream and a stream cut short are logged
     at WARNING with their reason (in full, where the client is told less: an upstream's address is
     for the operator only, and the client gets the line's ``request_id`` to quote);
@@ -113,16 +116,18 @@ class _Entry:
             "duration_ms": round((now - self.started_at) * 1000, 1),
             "bytes": self.sent_bytes,
         }
+        if (key_id := environ.get(KEY_ID_KEY)) is not None:
+            fields["key"] = key_id  # the key's id, never the key
         if (fallback := environ.get(FALLBACK_KEY)) is not None:
             fields["fallback_from"] = fallback
         if self.first_byte_at is not None and self._is_stream():
             fields["ttfb_ms"] = round((self.first_byte_at - self.started_at) * 1000, 1)
         if environ.get(CLIENT_LEFT_KEY) or (not ended and error is None):
             fields["client_left"] = True
-        if (refused := environ.get(REFUSED_KEY)) is not None:
-            fields["refused"] = refused  # which layer: auth, management, limit
         if error is not None:
             fields["error"] = error
+        if (refused := environ.get(REFUSED_KEY)) is not None:
+            fields["refused"] = refused
         if (request_id := environ.get(REQUEST_ID_KEY)) is not None:
             fields["request_id"] = request_id
         self.logger.log(level, "%s", _AccessLine(fields), extra={"fields": fields})
@@ -154,6 +159,8 @@ class _AccessLine:
             f"alias={_value(fields['alias'])}",
             f"model={_value(fields['model'])}",
         ]
+        if "key" in fields:
+            parts.append(f"key={_value(fields['key'])}")
         if "fallback_from" in fields:
             parts.append(f"fallback_from={_value(fields['fallback_from'])}")
         parts += [

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.checks import cap, count, positive_seconds
 from ..core.endpoints import find_endpoint
 from ..core.errors import RequestError
-from ..wsgi import KEY_ID_KEY, KEY_LIMIT_KEY, REFUSED_KEY, respond_error
+from ..wsgi import API_KEY_KEY, KEY_ID_KEY, REFUSED_KEY, respond_error
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -301,7 +301,8 @@ class Limits:
     :param max_concurrent: requests under way at once, in all; None for no cap.
     :param max_concurrent_per_key: requests under way at once with the same API key (the
         key's id in ``environ["ollama_default.key"]``, left by the layer that checked it);
-        a key's own cap in ``environ["ollama_default.key_limit"]`` wins. None for no cap.
+        a key's own ``max_concurrent`` (its entry in the key file, the ``ApiKey`` in
+        ``environ["ollama_default.api_key"]``) wins. None for no cap.
         Requests without a key are capped only by the total.
     :param max_queue: requests that may wait at once; 0 for none; None (the default) for
         twice ``max_concurrent`` (each key may also have as many waiting as its cap).
@@ -336,8 +337,9 @@ class Limits:
         key: str | None = environ.get(KEY_ID_KEY)
         key_cap = None
         if key is not None:
-            own = environ.get(KEY_LIMIT_KEY)
-            key_cap = self.max_concurrent_per_key if own is None else cap("key_limit", own)
+            # The key's own cap, from its entry in the key file (ops.auth.ApiKey).
+            own = getattr(environ.get(API_KEY_KEY), "max_concurrent", None)
+            key_cap = self.max_concurrent_per_key if own is None else own
         if key_cap is None:
             key = None  # counted in the total only
         if self.max_concurrent is None and key_cap is None:

@@ -1,5 +1,5 @@
 """The ``ollama-default`` command: ``serve`` the proxy, ``check`` a configuration, ``switch``
-an alias to another model.
+an alias to another model, show a running proxy's ``status``.
 
 Testable as ``main([...])``, which returns the exit status: 0 when all is well (or
 ``serve`` was stopped), 1 when ``serve`` cannot listen or ``check`` finds a problem, 2 for
@@ -14,9 +14,11 @@ Settings come from flags, the environment and a TOML file, in that order
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import errno
+import getpass
 import http.client
 import importlib
 import ipaddress
@@ -25,6 +27,7 @@ import logging
 import os
 import re
 import runpy
+import secrets
 import shlex
 import signal
 import socket
@@ -40,6 +43,8 @@ from .. import __version__
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..demo import DEMO_MODELS, demo_backend
+from ..ops.auth import hash_key, keys_from_text
+from ..ops.status import format_bytes, format_duration, format_expiry, format_time
 from .compose import build_app
 from .config import (
     CONFIG_VARIABLE,
@@ -47,6 +52,8 @@ from .config import (
     DEFAULT_UPSTREAM,
     SETTINGS,
     LoadedSettings,
+    SecretKeys,
+    SecretText,
     Settings,
     load_settings_with_sources,
 )
@@ -54,7 +61,15 @@ from .declaration import SWITCH, Declared, flag_name, value_at
 from .forwarder import DEFAULT_MAX_CONNECTIONS, basic_authorization, without_userinfo
 from .logs import configure_logging, log_startup
 from .pool import ConnectionPool
-from .reload import Reloading, SettingsSource, coordinated, on_exit, on_reload, start_coordinator
+from .reload import (
+    Reloading,
+    SettingsSource,
+    coordinated,
+    on_exit,
+    on_reload,
+    process_recorder,
+    start_coordinator,
+)
 from .slots import install_shared_counts
 
 if TYPE_CHECKING:
@@ -117,6 +132,10 @@ class Flag(NamedTuple):
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, SecretKeys):
+        return f"{len(value)} keys (not shown)"
+    if isinstance(value, SecretText):
+        return "set (not shown)" if value else "none"
     if value in (None, "", {}, ()):
         return "none"
     if isinstance(value, tuple):
@@ -197,7 +216,25 @@ SERVE_FLAGS = (
          f"aliases, no upstream) and no Ollama answers at {DEFAULT_UPSTREAM}; decided at "
          "start-up", "off", "", {"action": "store_true"}),
 )  # fmt: skip
-COMMAND_FLAGS = {"serve": SETTINGS_FLAGS + SERVE_FLAGS, "check": SETTINGS_FLAGS}
+#: The flags ``status`` takes.
+STATUS_FLAGS = (
+    SETTINGS_FLAGS[0],  # --config: where the prefix is set
+    Flag(("--url",), "the running proxy's base URL, with its prefix if it has one",
+         "http:// and serve's first --bind, with the prefix setting", "", {"metavar": "URL"}),
+    Flag(("--json",), "print the status document as the proxy sent it", "off", "",
+         {"action": "store_true"}),
+)  # fmt: skip
+#: The flags of ``hash-key`` (#14).
+HASH_KEY_FLAGS = (
+    Flag(("--new",), "make a new random key, and print it with its hash", "off", "",
+         {"action": "store_true"}),
+)  # fmt: skip
+COMMAND_FLAGS = {
+    "serve": SETTINGS_FLAGS + SERVE_FLAGS,
+    "check": SETTINGS_FLAGS,
+    "status": STATUS_FLAGS,
+    "hash-key": HASH_KEY_FLAGS,
+}
 #: The gunicorn settings that flags set.
 _GUNICORN_KEYS = [
     key for flag in COMMAND_FLAGS["serve"] if (key := flag.options.get("dest")) in SERVE_DEFAULTS
@@ -208,6 +245,9 @@ _ABOUT = {
     "serve": "Run the proxy under gunicorn.",
     "check": "Show the settings and where each came from, then each alias and its target's "
     "state in Ollama.",
+    "status": "Show what a running proxy uses: its aliases and their targets' state in "
+    "Ollama, its config file's version, the last reload error and switch, refused requests.",
+    "hash-key": "Print the hash of an API key read from standard input, for api_keys_file.",
 }
 _EPILOG = {
     "serve": "Settings come from these flags, then OLLAMA_DEFAULT_* variables, then the "
@@ -216,6 +256,12 @@ _EPILOG = {
     "once stopped, 1 when it cannot listen, 2 for a mistake in the command line or settings.",
     "check": "Exit status: 0 when every target is installed, 1 when the upstream does not "
     "answer or a target is not installed, 2 for a mistake in the command line or settings.",
+    "status": "It asks the proxy's /-/status, which answers clients in status_networks only "
+    "(this machine, by default). Exit status: 0 when the proxy answered, 1 when nothing "
+    "answers or not with a status, 2 for a mistake in the command line or settings.",
+    "hash-key": "The key is read from standard input (asked for, unechoed, at a terminal); "
+    'the hash goes in the key file as hash = "sha256:...". Exit status: 0, or 2 for '
+    "text that is not a key.",
 }
 
 
@@ -241,9 +287,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line ``argv``; return the exit status."""
     args = parse_command_line(argv)
     environ = os.environ if environ is None else environ
-    if args.command == "switch":
+    if args.command == "hash-key":
+        return hash_key_command(new=args.new)
+    # Commands that read the settings their own way (a file to edit, a proxy to ask).
+    standalone = {"switch": switch, "status": status}.get(args.command)
+    if standalone is not None:
         try:
-            return switch(args, environ)
+            return standalone(args, environ)
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
     try:
@@ -317,6 +367,23 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     return _parser().parse_args(argv)
 
 
+def hash_key_command(*, new: bool) -> int:
+    """Print the hash of a key read from standard input, or of a new random key, and the
+    new key itself."""
+    if new:
+        key = secrets.token_urlsafe(32)  # 256 bits
+        print(f"key:  {key}")
+        print(f"hash: {hash_key(key)}")
+        return EXIT_OK
+    key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        keys_from_text([key], key="hash-key")
+    except ConfigError as error:
+        return _fail(EXIT_USAGE, str(error))
+    print(hash_key(key))
+    return EXIT_OK
+
+
 def _fail(status: int, message: str) -> int:
     print(f"ollama-default: {message}", file=sys.stderr)
     return status
@@ -358,11 +425,19 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
     backend = None if demo is None else demo_backend
     source = SettingsSource(dict(environ), setting_flags(args), args.config)
 
-    def build(each: Settings, pool: ConnectionPool | None) -> WSGIApplication:
+    def build(loaded: LoadedSettings, pool: ConnectionPool | None) -> WSGIApplication:
+        each, sources = loaded
         if demo is not None and not each.aliases:
             each = dataclasses.replace(each, aliases=DEMO_ALIASES, default="llmodel")
-        max_connections = options["worker_connections"]
-        return build_app(each, backend=backend, max_connections=max_connections, pool=pool)
+        return build_app(
+            each,
+            backend=backend,
+            max_connections=options["worker_connections"],
+            pool=pool,
+            sources=sources,
+            config_path=source.path,
+            recorder=process_recorder(),
+        )
 
     class Proxy(Application):  # type: ignore[misc]
         """gunicorn's way to serve an app object with settings in code.
@@ -1019,6 +1094,168 @@ def _print_table(rows: Sequence[Sequence[str]], indent: str = "") -> None:
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print(indent + "  ".join(cells).rstrip())
+
+
+# --------------------------------------------------------------------------------------
+# status
+
+STATUS_TIMEOUT_S = 5.0
+
+
+def status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the status of the running proxy at ``--url`` (by default, where ``serve``
+    would listen, under the prefix setting)."""
+    import requests
+
+    base_url = args.url
+    if base_url is None:
+        try:
+            settings = load_settings_with_sources(environ, config_file=args.config).settings
+        except ConfigError as error:
+            return _fail(EXIT_USAGE, f"configuration error: {error}")
+        base_url = serve_url(environ)
+        if base_url is None:
+            return _fail(
+                EXIT_USAGE,
+                "serve listens on a unix socket or a file descriptor here: give the proxy's "
+                "URL with --url",
+            )
+        base_url += settings.prefix
+    try:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError
+    except ValueError:
+        return _fail(EXIT_USAGE, f"--url {base_url!r} is not an http:// or https:// URL")
+    url = base_url.rstrip("/") + "/-/status"
+    try:
+        response = requests.get(
+            url, headers={"Accept": "application/json"}, timeout=STATUS_TIMEOUT_S
+        )
+    except requests.Timeout:
+        return _fail(EXIT_FAILURE, f"{url} gave no answer within {STATUS_TIMEOUT_S:g} s")
+    except requests.RequestException as error:
+        return _fail(
+            EXIT_FAILURE,
+            f"nothing answers at {url} ({_root_cause(error)}): is the proxy running? Give "
+            "its address with --url",
+        )
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if response.status_code == 403 and isinstance(document, dict) and "error" in document:
+        return _fail(
+            EXIT_FAILURE,
+            f"{url} refused: {document['error']} (the proxy's status_networks setting says "
+            "which clients may read it)",
+        )
+    if (
+        response.status_code != 200
+        or not isinstance(document, dict)
+        or document.get("service") != "ollama-default"
+    ):
+        return _fail(
+            EXIT_FAILURE,
+            f"{url} did not answer with a status ({response.status_code} "
+            f"{response.reason}): is it ollama-default, and does --url include its prefix?",
+        )
+    if args.json:
+        print(response.text, end="" if response.text.endswith("\n") else "\n")
+    else:
+        print_status(document, url)
+    return EXIT_OK
+
+
+def serve_url(environ: Mapping[str, str]) -> str | None:
+    """``http://`` and the first address ``serve`` listens on (``GUNICORN_CMD_ARGS`` or the
+    default), its wildcard host as loopback; None for a unix socket or a file descriptor."""
+    bind = SERVE_DEFAULTS["bind"]
+    # No gunicorn here, or its settings are broken: serve's default.
+    with contextlib.suppress(ImportError, ConfigError, IndexError, KeyError):
+        bind = gunicorn_options({}, environ)["bind"][0]
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    host, _, port = bind.removeprefix("tcp://").rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+    return f"http://{host}:{port}"
+
+
+def print_status(document: Mapping[str, Any], url: str) -> None:
+    """Print a status document for a person."""
+    worker = document["worker"]
+    print(
+        f"ollama-default {document['version']} at {url}: worker {worker['pid']}, up "
+        f"{format_duration(worker['uptime_s'])}"
+    )
+    config = document["config"]
+    if config["path"]:
+        print(f"config file {config['path']}, version {config['version'] or '?'}")
+        print(f"  modified {format_time(config['modified_at']) or '?'}, "
+              f"loaded {format_time(config['loaded_at'])}")  # fmt: skip
+    else:
+        print(f"no config file; settings loaded {format_time(config['loaded_at'])}")
+    error = document["last_reload_error"]
+    if error is not None:
+        print(f"last reload refused at {format_time(error['at'])} (the table below still "
+              f"serves): {error['error']}")  # fmt: skip
+    upstream = document["upstream"]
+    if upstream is not None:
+        if upstream["reachable"] is False:
+            print(f"upstream {upstream['url']}: not answering ({upstream['error']})")
+        elif upstream["error"]:
+            print(f"upstream {upstream['url']}: {upstream['error']}")
+        else:
+            print(f"upstream {upstream['url']}: answering")
+    print()
+    aliases = document["aliases"]
+    if aliases:
+        rows: list[tuple[str, ...]] = [
+            ("alias", "target", "installed", "loaded", "VRAM", "expires", "parameters")
+        ]
+        for row in aliases:
+            state = row["upstream"]
+            rows.append(
+                (
+                    f"{row['alias']} (default)" if row["default"] else row["alias"],
+                    row["target"],
+                    _known(state["installed"]),
+                    _known(state["loaded"]),
+                    format_bytes(state["size_vram"]),
+                    format_expiry(state["expires_at"]) or "-",
+                    row["parameters"] or "none",
+                )
+            )
+        _print_table(rows)
+        sources = {row["source"] for row in aliases}
+        print(f"aliases set by {', '.join(sorted(sources))}")
+    else:
+        print("no aliases: requests pass through unchanged")
+    names = ", ".join(document["default_names"]) or "none"
+    print(f"default names: {names}; hide real models: "
+          f"{'yes' if document['hide_real_models'] else 'no'}")  # fmt: skip
+    print()
+    switch = document["last_switch"]
+    if switch is None:
+        print("last switch: none since the proxy started")
+    else:
+        print(f"last switch: {switch['alias']} from {switch['old'] or '-'} to {switch['new']}")
+        if switch["steps"]:
+            steps: list[tuple[str, ...]] = [("step", "started", "seconds", "outcome")]
+            steps += [
+                (step["name"], format_time(step["started_at"]) or "-",
+                 "-" if step["duration_s"] is None else f"{step['duration_s']:g}",
+                 step["outcome"])
+                for step in switch["steps"]
+            ]  # fmt: skip
+            _print_table(steps, indent="  ")
+    counts = document["refused"]["counts"]
+    shown = ", ".join(f"{reason} {count}" for reason, count in counts.items())
+    print(f"refused requests (this worker): {shown}")
+
+
+def _known(flag: object) -> str:
+    return "?" if flag is None else "yes" if flag else "no"
 
 
 if __name__ == "__main__":

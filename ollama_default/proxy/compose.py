@@ -1,6 +1,6 @@
-"""The proxy's WSGI app, composed from settings: access log, prefix mount, concurrency
-limits, body deadlines, transfer coding check, DefaultModel, backend. Composition only:
-each piece does its own job.
+"""The proxy's WSGI app, composed from settings: access log, prefix mount, the ``/-/``
+mounts (status), API keys, the model store's policy, concurrency limits, body deadlines,
+transfer coding check, DefaultModel, backend. Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -8,7 +8,10 @@ The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstr
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -19,14 +22,31 @@ from ..core.errors import RequestError
 from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
+from ..ops.auth import KeyCheck
 from ..ops.limits import Limits
+from ..ops.status import (
+    ConfigView,
+    ReloadRecord,
+    SettingView,
+    StatusApp,
+    StatusMount,
+    StatusRecorder,
+)
+from ..ops.store import ModelStore
 from ..wsgi import respond_error, unsupported_transfer_coding
-from .config import Settings
-from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder
+from .config import (
+    DEFAULT_SOURCE,
+    SETTINGS,
+    Settings,
+)
+from .declaration import value_at
+from .forwarder import DEFAULT_MAX_CONNECTIONS, Forwarder, without_userinfo
+from .keys import load_keys
 from .logs import configure_logging
 from .pool import ConnectionPool
 from .reading import ReadGuard
 from .slots import process_gate
+from .upstream_models import UpstreamModels
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -38,6 +58,9 @@ def build_app(
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool: ConnectionPool | None = None,
+    sources: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+    recorder: StatusRecorder | None = None,
 ) -> WSGIApplication:
     """Return the proxy for ``settings``, in front of ``backend`` or the upstream.
 
@@ -45,6 +68,11 @@ def build_app(
         worker serves requests at once, so none is thrown away after use.
     :param pool: keep-alive connections to the upstream that outlive this app (a reload
         hands them over: :mod:`~ollama_default.proxy.reload`).
+    :param sources: where each setting came from, for ``/-/status``.
+    :param config_path: the file the settings were read from, for ``/-/status``.
+    :param recorder: the process's history of loads, switches and refusals, which a hot
+        reload hands from one graph to the next; by default a new one, whose start-up
+        load is ``config_path`` as it is now.
     """
     if backend is None:
         backend = Forwarder(
@@ -54,6 +82,7 @@ def build_app(
             max_connections=max_connections,
             trusted_proxies=settings.trusted_proxies,
             pool=pool,
+            upstream_api_key=settings.upstream_api_key or None,
         )
     with warnings.catch_warnings():
         # The proxy logs them itself, once (cli.log_start_up_warnings, app_from_environment).
@@ -74,7 +103,10 @@ def build_app(
     app = ReadGuard(
         app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
-    if settings.max_concurrent is not None or settings.max_concurrent_per_key is not None:
+    # The key file is read here, so each new graph (a reload) reads it again.
+    keys = load_keys(settings)
+    has_key_caps = keys is not None and any(key.max_concurrent for key in keys)
+    if settings.max_concurrent or settings.max_concurrent_per_key or has_key_caps:
         # Inside the keys' check (it names the key) and outside the body's deadline, which
         # starts once the request has its slot: a queued request's body waits unread.
         app = Limits(
@@ -85,12 +117,83 @@ def build_app(
             queue_timeout_s=settings.queue_timeout_s,
             gate=process_gate(),  # the workers' shared counts, when serve made them
         )
+    # Access (#14): the model store closed unless opened, then the keys, before any body
+    # is read.
+    app = ModelStore(app, open_verbs=settings.open_model_store)
+    if keys is not None:
+        app = KeyCheck(app, keys, aliases=settings.alias_table)
+    # Outside whatever refuses (auth, limits), to count their refusals; inside the prefix.
+    app = StatusMount(app, status_app(settings, sources, config_path, recorder))
     if settings.prefix:
         # The prefix moves into SCRIPT_NAME; everything outside it is not ours to serve.
         app = DispatcherMiddleware(outside_prefix, {settings.prefix: app})
     if settings.access_log:
         app = AccessLog(app)  # outermost: it sees every request, refused ones too
     return app
+
+
+def status_app(
+    settings: Settings,
+    sources: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+    recorder: StatusRecorder | None = None,
+) -> StatusApp:
+    """The ``/-/status`` app for ``settings``: its table, its upstream's models, and
+    ``recorder`` (by default a new one, whose start-up load is ``config_path`` now)."""
+    if recorder is None:
+        recorder = StatusRecorder(reload_record(config_path))
+    return StatusApp(
+        config_view(settings, sources or {}),
+        recorder,
+        upstream=UpstreamModels(settings.upstream),
+        networks=settings.status_networks,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
+def reload_record(config_path: str | None, loaded_at: float | None = None) -> ReloadRecord:
+    """A :class:`~ollama_default.ops.status.ReloadRecord` of ``config_path`` as it is now:
+    the first 12 hex digits of its bytes' SHA-256, and its modification time."""
+    loaded_at = time.time() if loaded_at is None else loaded_at
+    if config_path is None:
+        return ReloadRecord(loaded_at)
+    try:
+        with open(config_path, "rb") as file:
+            version = hashlib.sha256(file.read()).hexdigest()[:12]
+            modified_at = os.fstat(file.fileno()).st_mtime
+    except OSError:
+        return ReloadRecord(loaded_at, config_path)
+    return ReloadRecord(loaded_at, config_path, version, modified_at)
+
+
+# Shown in their own places of the status, not among the other settings.
+_SHOWN_APART = frozenset({"aliases", "default", "default_names", "hide_real_models"})
+
+
+def config_view(settings: Settings, sources: Mapping[str, str]) -> ConfigView:
+    """What ``/-/status`` shows of ``settings``, and where each came from."""
+    rows = []
+    for key in SETTINGS:
+        if key in _SHOWN_APART:
+            continue
+        value = value_at(settings, key)
+        if key == "upstream":
+            value = without_userinfo(value)
+        if isinstance(value, tuple):
+            value = list(value)
+        rows.append(SettingView(key, value, sources.get(key, DEFAULT_SOURCE)))
+    aliases_source = sources.get("aliases", DEFAULT_SOURCE)
+    default_source = sources.get("default", DEFAULT_SOURCE)
+    if settings.default is None:  # a single alias is the default: set where it was
+        default_source = aliases_source
+    return ConfigView.from_table(
+        settings.alias_table,
+        default_names=settings.default_names,
+        hide_real_models=settings.hide_real_models,
+        source=aliases_source,
+        default_source=default_source,
+        settings=rows,
+    )
 
 
 def outside_prefix(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -128,14 +231,20 @@ def app_from_environment(environ: Mapping[str, str]) -> WSGIApplication:
 
     :raises ConfigError: for any problem, in one line naming the key and the value.
     """
-    from .reload import Reloading, SettingsSource, coordinated
+    from .reload import Reloading, SettingsSource, coordinated, process_recorder
 
     # Under a master that runs the reload coordinator (ollama-default serve, or gunicorn
     # -c python:ollama_default.proxy.gunicorn), the table it publishes; else the file.
     following = coordinated()
     source = following[1] if following else SettingsSource(dict(environ))
     reloading = Reloading(
-        lambda settings, pool: build_app(settings, pool=pool),
+        lambda loaded, pool: build_app(
+            loaded.settings,
+            pool=pool,
+            sources=loaded.sources,
+            config_path=source.path,
+            recorder=process_recorder(),
+        ),
         source,
         follow=following[0] if following else None,
     )

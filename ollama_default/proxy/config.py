@@ -27,12 +27,16 @@ from urllib.parse import urlsplit
 
 from ..core.aliases import AliasTable, AliasValue
 from ..core.checks import at_least, cap, count
+from ..core.endpoints import STORE_VERBS
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
 from ..core.naming import Naming
 from ..demo import DEMO_MODELS
 from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
+from ..ops.auth import KeyCheck, keys_from_text
 from ..ops.limits import QUEUE_TIMEOUT_S
+from ..ops.status import LOOPBACK_NETWORKS
+from ..ops.store import store_verbs
 from .declaration import (
     BYTES,
     DEFAULT_SOURCE,
@@ -55,7 +59,14 @@ from .declaration import (
     setting,
     text,
 )
-from .forwarder import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ip_networks, without_userinfo
+from .forwarder import (
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    basic_authorization,
+    ip_networks,
+    without_userinfo,
+)
+from .keys import read_key_file
 from .reading import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 
 if sys.version_info >= (3, 11):
@@ -74,6 +85,7 @@ __all__ = [
     "TARGET_VARIABLE",
     "LoadedSettings",
     "Settings",
+    "config_file_path",
     "load_settings",
     "load_settings_with_sources",
     "parse_alias_flags",
@@ -196,6 +208,55 @@ def queue_length(key: str, value: object) -> int | None:
 CAP = Kind("a whole number", int, cap)
 #: How many requests may wait.
 QUEUE_LENGTH = Kind("a whole number", int, queue_length)
+
+
+class SecretText(str):
+    """Text never shown: its ``repr`` (in messages, the settings' ``repr``) is stars."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'****'" if self else "''"
+
+
+class SecretKeys(tuple[str, ...]):
+    """API keys never shown: their ``repr`` says how many there are."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} API keys>"
+
+
+def api_key_texts(key: str, value: object) -> SecretKeys:
+    """Return ``value``, API keys, each a random token
+    (:func:`~ollama_default.ops.auth.keys_from_text` says which are refused)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be API keys with commas between them", key=key)
+    keys_from_text(value, key=key)
+    return SecretKeys(SecretText(v) for v in value)
+
+
+def secret_text(key: str, value: object) -> SecretText:
+    """Return ``value``, text, as :class:`SecretText`."""
+    if not isinstance(value, str) or (value and (not value.isprintable() or " " in value)):
+        raise ConfigError(f"{key} must be one word of printable text", key=key)
+    return SecretText(value)
+
+
+def file_name(key: str, value: object) -> str:
+    """Return ``value``, a file name, or nothing."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a file name, not {value!r}", key=key)
+    return value
+
+
+SECRET_KEYS = Kind("API keys, separated by commas", _comma_separated, api_key_texts)
+SECRET_TEXT = Kind("text", str, secret_text)
+STORE_VERBS_KIND = Kind("all, or model-store verbs separated by commas", _comma_separated,
+                        store_verbs)  # fmt: skip
+
+
 #: Model names: a TOML list, or text with commas between them.
 NAMES = Kind("model names, separated by commas", _comma_separated, model_names)
 #: IP addresses and networks: a TOML list, or text with commas between them.
@@ -289,6 +350,52 @@ class Settings:
             "addresses or networks, with commas between them",
             metavar="ADDRESSES",
         ),
+    )
+    status_networks: tuple[str, ...] = setting(
+        LOOPBACK_NETWORKS,
+        ADDRESSES,
+        "the clients that may read ``/-/status``, which names the real models behind the "
+        "aliases: IP addresses or networks (commas between them in the variable and the "
+        "flag); this machine only by default. Others get 403 (:ref:`status-access`).",
+        flag=Option(
+            "the clients that may read /-/status: IP addresses or networks, with commas "
+            "between them",
+            metavar="ADDRESSES",
+        ),
+    )
+    # Access (#14): the model store, API keys, the upstream's own credential.
+    open_model_store: tuple[str, ...] = setting(
+        (),
+        STORE_VERBS_KIND,
+        'the model-store verbs open to every client: ``"all"`` or some of '
+        f"{', '.join(f'``{verb}``' for verb in STORE_VERBS)} (commas between them in the "
+        "variable and the flag). **None by default**: the others answer 403, and reach no "
+        "upstream (:ref:`model-store`).",
+        flag=Option(
+            "the model-store verbs open to every client: all, or some of " + ", ".join(STORE_VERBS),
+            metavar="VERBS",
+        ),
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        SECRET_KEYS,
+        "API keys with full client access, with commas between them; from the environment "
+        "only, never the config file or the command line. With any key, or "
+        "``api_keys_file``, every request needs one (:ref:`api-keys`).",
+    )
+    api_keys_file: str = setting(
+        "",
+        text(file_name),
+        "a TOML file of hashed API keys with their scopes: the aliases each may use, the "
+        "model-store verbs it opens, its ``max_concurrent`` (:ref:`key-file`). Read again "
+        "with the configuration.",
+        flag=Option("a TOML file of hashed API keys with their scopes", metavar="FILE"),
+    )
+    upstream_api_key: str = setting(
+        "",
+        SECRET_TEXT,
+        "a key sent to the upstream as ``Authorization: Bearer``, in place of the client's; "
+        "shown nowhere. Not with a user and password in ``upstream``.",
     )
     connect_timeout_s: float = setting(
         CONNECT_TIMEOUT_S, SECONDS, "how long to wait for the upstream to accept a connection."
@@ -408,6 +515,20 @@ class Settings:
             hide_real_models=self.hide_real_models,
             fallback_to_default=self.fallback_to_default,
         )
+        if self.api_keys_file:
+            # Read now, so that a broken file is a configuration error at start and in
+            # `check`; the app reads it again each time it is built.
+            KeyCheck(_no_app, read_key_file(self.api_keys_file), aliases=self.alias_table)
+        if self.upstream_api_key and basic_authorization(self.upstream) is not None:
+            raise ConfigError(
+                "upstream_api_key is set and upstream has a user and password: give one "
+                "credential for the upstream",
+                key="upstream_api_key",
+            )
+
+
+def _no_app(environ: object, start_response: object) -> list[bytes]:  # pragma: no cover
+    return []
 
 
 #: Every setting, by key, in the order declared.
@@ -461,11 +582,17 @@ def load_settings_with_sources(
         publishes one reading of it), in place of reading the file; still named by its path.
     """
     _check_variable_names(environ)
-    config_path = config_file or environ.get(CONFIG_VARIABLE)
+    config_path = config_file_path(environ, config_file)
     layers = [_file_layer(config_path, config_text)] if config_path else []
     layers += [from_environment(Settings, environ), from_flags(Settings, flags or {})]
     settings, sources = load(Settings, layers)
     return LoadedSettings(settings, sources)
+
+
+def config_file_path(environ: Mapping[str, str], config_file: str | None = None) -> str | None:
+    """The TOML file the settings are read from: ``config_file`` (``--config``), else
+    ``OLLAMA_DEFAULT_CONFIG``, else None."""
+    return config_file or environ.get(CONFIG_VARIABLE) or None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -489,6 +616,13 @@ def _file_layer(path: str, text: str | None = None) -> Layer:
         raise ConfigError(f"{where} cannot be read: {error.strerror}", source=where) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where} is not valid TOML: {error}", source=where) from None
+    if "api_keys" in document:
+        raise ConfigError(
+            f"{where}: api_keys: keys are never written in the config file: set "
+            f"{ENV_PREFIX}API_KEYS, or name a file of hashed keys with api_keys_file",
+            key="api_keys",
+            source=where,
+        )
     return from_document(Settings, document, where)
 
 

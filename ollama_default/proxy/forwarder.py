@@ -99,6 +99,8 @@ class Forwarder:
         client's ``Host``.
     :param pool: the keep-alive connections to use, when they outlive this forwarder (a
         reload hands the pool of an unchanged upstream to the new one); else its own.
+    :param upstream_api_key: a key sent as ``Authorization: Bearer``, in place of any the
+        client sent (and of a user and password in ``upstream``).
     :raises ConfigError: for a timeout that is not a positive number of seconds, or a
         trusted proxy that is not an IP address or network.
     """
@@ -112,6 +114,7 @@ class Forwarder:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         trusted_proxies: Iterable[str] = (),
         pool: ConnectionPool | None = None,
+        upstream_api_key: str | None = None,
     ) -> None:
         connect_timeout_s = positive_seconds("connect_timeout_s", connect_timeout_s)
         read_timeout_s = positive_seconds("read_timeout_s", read_timeout_s)
@@ -131,6 +134,8 @@ class Forwarder:
         self._base_path = parts.path.rstrip("/")
         self._host = parts.netloc.rpartition("@")[2]
         self._authorization = basic_authorization(upstream)
+        if upstream_api_key:
+            self._authorization = f"Bearer {upstream_api_key}"
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._check_s = min(CLIENT_CHECK_S, read_timeout_s)
         self._pool = pool or ConnectionPool(

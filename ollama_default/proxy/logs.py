@@ -18,8 +18,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..core.endpoints import STORE_VERBS
 from ..core.errors import ConfigError
 from ..core.names import name_key
+from .declaration import ENV_PREFIX
 from .forwarder import basic_authorization, without_userinfo
 
 if TYPE_CHECKING:
@@ -37,8 +39,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, pid, message, and the event's fields.
 
     An access line carries its fields (``method``, ``path``, ``status``, ``alias``,
-    ``model``, ``duration_ms``, ``bytes``, ``ttfb_ms``, ``client``, ``error``,
-    ``request_id``, ``client_left``) as members, so a log shipper needs no parsing.
+    ``model``, ``key``, ``duration_ms``, ``bytes``, ``ttfb_ms``, ``client``, ``refused``,
+    ``error``, ``request_id``, ``client_left``) as members, so a log shipper needs no
+    parsing.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -135,7 +138,38 @@ def startup_summary(
         f"aliases: {aliases or 'none'}",
         f"prefix: {settings.prefix or 'none'}; workers: {workers or 'unknown'}",
         f"access log: {access}; level {settings.log_level}",
+        *access_summary(settings),
     ]
+
+
+def access_summary(settings: Settings) -> list[str]:
+    """The start-up lines about access (#14): the model store (loudly, when it is closed,
+    the default) and the API keys."""
+    opened = settings.open_model_store
+    closed = [verb for verb in STORE_VERBS if verb not in opened]
+    if not opened:
+        store = (
+            f"model store: CLOSED to clients ({', '.join(closed)} answer 403); open verbs "
+            "with open_model_store, or per API key"
+        )
+    elif closed:
+        store = f"model store: open to every client for {', '.join(opened)}; closed for " + (
+            ", ".join(closed)
+        )
+    else:
+        store = "model store: OPEN to every client (pull, push, create, copy, delete, blobs)"
+    if settings.api_keys_file:
+        keys = (
+            f"API keys: required; {len(settings.api_keys)} from "
+            f"{ENV_PREFIX}API_KEYS, and those of {settings.api_keys_file}"
+        )
+    elif settings.api_keys:
+        keys = f"API keys: required; {len(settings.api_keys)} from {ENV_PREFIX}API_KEYS"
+    else:
+        keys = "API keys: none: any client that reaches the proxy may use it"
+    if settings.upstream_api_key:
+        keys += "; an API key is sent to the upstream in place of the clients'"
+    return [store, keys]
 
 
 def missing_targets(settings: Settings, installed: Mapping[str, str]) -> list[str]:

@@ -56,6 +56,14 @@ from ..core.aliases import AliasTable, Route
 from ..core.errors import ConfigError
 from ..core.names import name_key
 from ..core.params import load_request
+from ..ops.status import (
+    ReloadError,
+    ReloadRecord,
+    Snapshot,
+    StatusRecorder,
+    SwitchRecord,
+    SwitchStep,
+)
 from ..wsgi import MODEL_KEY
 from .client import OllamaClient, UpstreamCallError
 from .config import CONFIG_VARIABLE, LoadedSettings, Settings, load_settings_with_sources
@@ -120,9 +128,8 @@ def watched_files(source: SettingsSource, settings: Settings | None) -> list[str
     """The files a reload follows: the config file, and the API keys file if the settings
     name one."""
     paths = [source.path] if source.path else []
-    keys = getattr(settings, "api_keys_file", None)
-    if isinstance(keys, str) and keys:
-        paths.append(keys)
+    if settings is not None and settings.api_keys_file:
+        paths.append(settings.api_keys_file)
     return paths
 
 
@@ -180,6 +187,7 @@ class ReloadRecords:
             "generation": 0,
             "version": None,
             "loaded_at": None,
+            "modified_at": None,
             "aliases": [],
             "sources": {},
             "last_error": None,
@@ -189,11 +197,19 @@ class ReloadRecords:
     def record_reload(self, generation: int, version: str, loaded: LoadedSettings) -> None:
         """A table now serves: its generation, the file's version, the aliases."""
         settings, sources = loaded
+        modified_at = None
+        if self._state["config_file"] is not None:
+            with contextlib.suppress(OSError):
+                mtime = os.stat(self._state["config_file"]).st_mtime
+                modified_at = datetime.fromtimestamp(mtime, timezone.utc).isoformat(
+                    timespec="milliseconds"
+                )
         with self._lock:
             self._state.update(
                 generation=generation,
                 version=version,
                 loaded_at=_now(),
+                modified_at=modified_at,
                 aliases=alias_rows(settings.alias_table),
                 sources=dict(sources),
                 last_error=None,
@@ -298,7 +314,7 @@ class Graph:
 
 #: Builds the app for some settings, given the upstream's keep-alive pool (None when the
 #: app has no forwarder, as with the demo backend).
-Builder = Callable[[Settings, ConnectionPool | None], "WSGIApplication"]
+Builder = Callable[[LoadedSettings, ConnectionPool | None], "WSGIApplication"]
 
 
 class Pools:
@@ -384,7 +400,7 @@ class Reloading:
 
     def _make(self, loaded: LoadedSettings, generation: int, version: str) -> Graph:
         pool = self._pools.pool_for(loaded.settings) if self._pools is not None else None
-        graph = Graph(self._build(loaded.settings, pool), loaded, generation, version)
+        graph = Graph(self._build(loaded, pool), loaded, generation, version)
         if self._pools is not None:
             self._pools.keep_only(loaded.settings)
         self.records.record_reload(generation, version, loaded)
@@ -527,6 +543,67 @@ def current_status() -> dict[str, Any] | None:
     return _current[0].status() if _current else None
 
 
+class FollowingRecorder(StatusRecorder):
+    """The status page's recorder in a process that reloads: the loads, reload errors and
+    switches are the engine's (:func:`current_status`: the coordinator's when one runs),
+    the refusals this worker's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The process it records for (a fork gets its own).
+        self.pid = os.getpid()
+
+    def snapshot(self) -> Snapshot:
+        own = super().snapshot()
+        state = current_status()
+        if state is None or state.get("loaded_at") is None:
+            return own
+        modified_at = state.get("modified_at")
+        reload = ReloadRecord(
+            _epoch(state["loaded_at"]),
+            state.get("config_file"),
+            state.get("version"),
+            _epoch(modified_at) if modified_at else None,
+        )
+        error = state.get("last_error")
+        reload_error = None
+        if error is not None:
+            reload_error = ReloadError(error["message"], _epoch(error["at"]), reload.path)
+        switch = own.last_switch
+        if state.get("switches"):
+            last = state["switches"][-1]
+            change: dict[str, Any] = last["changes"][0] if last["changes"] else {}
+            steps = tuple(
+                SwitchStep(
+                    f"{step['step']} {step['target']}",
+                    _epoch(step["at"]) - step["seconds"],
+                    _epoch(step["at"]),
+                    step["outcome"] + (f": {step['detail']}" if step["detail"] else ""),
+                )
+                for step in last["steps"]
+            )
+            switch = SwitchRecord(
+                str(change.get("alias", "")), change.get("from"), str(change.get("to", "")), steps
+            )
+        return Snapshot(reload, reload_error, switch, own.refused)
+
+
+def _epoch(text: str) -> float:
+    """Seconds since the epoch of one of :func:`_now`'s times."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+_recorder: list[FollowingRecorder] = []
+
+
+def process_recorder() -> FollowingRecorder:
+    """This process's status recorder, the same for every graph a reload builds (made in the
+    process that serves: each gunicorn worker has its own)."""
+    if not _recorder or _recorder[0].pid != os.getpid():
+        _recorder[:] = [FollowingRecorder()]
+    return _recorder[0]
+
+
 def watch_default_model(
     app: WSGIApplication, config_file: str, *, poll_interval_s: float = POLL_INTERVAL_S
 ) -> Reloading:
@@ -540,7 +617,8 @@ def watch_default_model(
     """
     from ..middleware import DefaultModel
 
-    def build(settings: Settings, pool: ConnectionPool | None) -> WSGIApplication:
+    def build(loaded: LoadedSettings, pool: ConnectionPool | None) -> WSGIApplication:
+        settings = loaded.settings
         return DefaultModel(
             app,
             mapping=settings.alias_table,
