@@ -34,6 +34,7 @@ import json
 import math
 import random
 import re
+import select
 import socket
 import socketserver
 import ssl
@@ -85,6 +86,12 @@ TEXT_PLAIN = "text/plain"  # gin serveError (404/405), transcription response_fo
 GO_CHUNKING_THRESHOLD_BYTES = 2048
 GO_MAX_INT64 = 2**63 - 1
 DEFAULT_KEEP_ALIVE_S = 300.0  # OLLAMA_KEEP_ALIVE default 5m (§6)
+#: How long a held stream waits for its hold to be released, at most (a test's bound).
+HOLD_TIMEOUT_S = 30.0
+#: How often a held stream looks whether its client has gone.
+HOLD_CHECK_S = 0.02
+#: The environ key under which the fake's own server passes the client's socket.
+SOCKET_KEY = "fake_ollama.socket"
 PROMPT_EVAL_COUNT = 26
 MAX_TRANSCRIPTION_BYTES = 25 << 20
 
@@ -719,6 +726,58 @@ def _anthropic_error(status: int, message: str) -> dict[str, Any]:
     }
 
 
+class _ClientGone(ConnectionResetError):
+    """The client of a held generation hung up: an OSError, so the server drops the
+    connection quietly."""
+
+
+def _has_hung_up(client: socket.socket) -> bool:
+    """Whether the client has closed its end (readable, and nothing to read)."""
+    readable, _, _ = select.select([client], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class _InFlight:
+    """A reply's body that says when the request is no longer in flight: once its last
+    bytes are made, before they are written (as Ollama's handler has returned before Go's
+    server ends the reply), or when it is closed before that."""
+
+    def __init__(self, body: Iterable[bytes], landed: Callable[[], None]) -> None:
+        self._body = body
+        self._landed: Callable[[], None] | None = landed
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self._body
+        if isinstance(body, list):  # a whole reply: landed before its last piece goes
+            for index, data in enumerate(body):
+                if index == len(body) - 1:
+                    self._land()
+                yield data
+        else:
+            yield from body  # a stream: its end comes before the last chunk's terminator
+        self._land()
+
+    def _land(self) -> None:
+        landed, self._landed = self._landed, None
+        if landed is not None:
+            landed()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._land()
+
+
 class _StreamBody:
     """A streamed body that tells the fake when it was closed before its end."""
 
@@ -791,6 +850,12 @@ class FakeOllama:
 
     :attr:`events` records each load and unload as ``(kind, model, time.monotonic())``.
 
+    ``in_flight`` counts the requests being answered (from their arrival to the close of
+    their response), ``max_in_flight`` the most at once. Setting ``hold`` to an Event holds
+    every generation (stream or not) after its first token until it is set: a slow model,
+    under the test's control. A held generation whose client hangs up ends, as Ollama's
+    does when Go cancels the request's context.
+
     >>> fake = FakeOllama()
     >>> with serve(fake) as base_url:  # doctest: +SKIP
     ...     requests.get(f"{base_url}/api/tags").json()["models"][0]["name"]
@@ -819,6 +884,11 @@ class FakeOllama:
         self.disconnects = 0
         self.disconnected = threading.Event()
         self.blobs: set[str] = set()
+        self.hold: threading.Event | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._flight = threading.Condition()
+        self._local = threading.local()
         self._lock = threading.Lock()
         self._expires_at_ns: dict[str, int] = {}
         self._models: dict[tuple[str, str, str, str], _Model] = {}
@@ -832,6 +902,34 @@ class FakeOllama:
     # -- WSGI --------------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with self._flight:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._flight.notify_all()
+        try:
+            reply = self._answer(environ, start_response)
+        except BaseException:
+            self._landed()
+            raise
+        return _InFlight(reply, self._landed)
+
+    def wait_for_in_flight(self, predicate: Callable[[int], bool], timeout_s: float) -> bool:
+        """Wait until ``predicate(in_flight)`` holds, up to ``timeout_s``; whether it does."""
+        with self._flight:
+            return self._flight.wait_for(lambda: predicate(self.in_flight), timeout_s)
+
+    def reset_max_in_flight(self) -> None:
+        """Start counting the most requests in flight at once from now."""
+        with self._flight:
+            self.max_in_flight = self.in_flight
+
+    def _landed(self) -> None:
+        with self._flight:
+            self.in_flight -= 1
+            self._flight.notify_all()
+
+    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self._local.socket = environ.get(SOCKET_KEY)
         body = _read_body(environ)
         headers = _request_headers(environ)
         method = environ["REQUEST_METHOD"].upper()
@@ -975,6 +1073,17 @@ class FakeOllama:
     def _pace(self, index: int) -> None:
         if index and self.token_delay_s > 0:
             time.sleep(self.token_delay_s)
+        hold = self.hold
+        if index and hold is not None:
+            client = getattr(self._local, "socket", None)
+            deadline = time.monotonic() + HOLD_TIMEOUT_S
+            while not hold.wait(HOLD_CHECK_S):
+                if client is not None and _has_hung_up(client):
+                    raise _ClientGone
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"a held generation was not released in {HOLD_TIMEOUT_S} s"
+                    )
 
     # -- native inference cores (also behind the /v1 layers) ---------------------------
 
@@ -2232,6 +2341,7 @@ class _WSGIRequestHandler(BaseHTTPRequestHandler):
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
+            SOCKET_KEY: self.connection,
         }
         for name, value in self.headers.items():
             key = name.upper().replace("-", "_")

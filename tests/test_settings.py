@@ -250,6 +250,10 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
         "max_body_bytes": "default",
         "max_buffered_bytes": "default",
         "max_record_bytes": "default",
+        "max_concurrent": "default",
+        "max_concurrent_per_key": "default",
+        "max_queue": "default",
+        "queue_timeout_s": "default",
         "access_log": "--no-access-log",
         "log_level": "OLLAMA_DEFAULT_LOG_LEVEL",
         "log_file": "default",
@@ -368,9 +372,10 @@ def test_every_variable_of_the_settings_is_known() -> None:
               "default": "llmodel", "prefix": "/p", "trusted_proxies": "10.0.0.0/8",
               "status_networks": "10.0.0.0/8",
               "default_names": "unknown", "fallback_to_default": "1",
-              "hide_real_models": "1", "warm_timeout_s": "9", "open_model_store": "pull",
-              "api_keys": "0123456789abcdefgh", "api_keys_file": "/dev/null",
-              "upstream_api_key": "k"}  # fmt: skip
+              "hide_real_models": "1", "max_concurrent": "4", "max_concurrent_per_key": "2",
+              "max_queue": "3", "queue_timeout_s": "9", "warm_timeout_s": "9",
+              "open_model_store": "pull", "api_keys": "0123456789abcdefgh",
+              "api_keys_file": "/dev/null", "upstream_api_key": "k"}  # fmt: skip
     environ = {f"OLLAMA_DEFAULT_{key.upper()}": value for key, value in values.items()}
     environ |= {"OLLAMA_DEFAULT_ALIAS": "llmodel", "OLLAMA_DEFAULT_TARGET": "qwen3:4b"}
     assert set(environ) | {"OLLAMA_DEFAULT_CONFIG"} == ENV_VARIABLES
@@ -615,6 +620,42 @@ EXAMPLES = {
         {"OLLAMA_DEFAULT_MAX_RECORD_BYTES": "0"},
         "max_record_bytes must be a positive number of bytes, not 0 (set by "
         "OLLAMA_DEFAULT_MAX_RECORD_BYTES)",
+    ),
+    "max_concurrent": Example(
+        4, "max_concurrent = 4", {"OLLAMA_DEFAULT_MAX_CONCURRENT": "4"},
+        ["--max-concurrent", "4"],
+        "max_concurrent = -1",
+        "max_concurrent must be a whole number (0 for none), not -1 (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_CONCURRENT": "four"},
+        "OLLAMA_DEFAULT_MAX_CONCURRENT='four' is not a whole number",
+        ["--max-concurrent", "2.5"], "argument --max-concurrent: '2.5' is not a whole number",
+    ),
+    "max_concurrent_per_key": Example(
+        2, "max_concurrent_per_key = 2", {"OLLAMA_DEFAULT_MAX_CONCURRENT_PER_KEY": "2"},
+        ["--max-concurrent-per-key", "2"],
+        "max_concurrent_per_key = true",
+        "max_concurrent_per_key must be a whole number (0 for none), not True (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_CONCURRENT_PER_KEY": "-2"},
+        "max_concurrent_per_key must be a whole number (0 for none), not -2 (set by "
+        "OLLAMA_DEFAULT_MAX_CONCURRENT_PER_KEY)",
+        ["--max-concurrent-per-key", "x"],
+        "argument --max-concurrent-per-key: 'x' is not a whole number",
+    ),
+    "max_queue": Example(
+        0, "max_queue = 0", {"OLLAMA_DEFAULT_MAX_QUEUE": "0"}, ["--max-queue", "0"],
+        'max_queue = "8"', "max_queue must be a whole number, 0 or more, not '8' (set by {file})",
+        {"OLLAMA_DEFAULT_MAX_QUEUE": "-1"},
+        "max_queue must be a whole number, 0 or more, not -1 (set by OLLAMA_DEFAULT_MAX_QUEUE)",
+        ["--max-queue", "-3"],
+        "max_queue must be a whole number, 0 or more, not -3 (set by --max-queue)",
+    ),
+    "queue_timeout_s": Example(
+        5, "queue_timeout_s = 5", {"OLLAMA_DEFAULT_QUEUE_TIMEOUT_S": "5"}, [],
+        "queue_timeout_s = 0",
+        "queue_timeout_s must be a positive number of seconds, not 0 (set by {file})",
+        {"OLLAMA_DEFAULT_QUEUE_TIMEOUT_S": "soon"},
+        "OLLAMA_DEFAULT_QUEUE_TIMEOUT_S='soon' is not a number",
+        [], "",
     ),
     "access_log": Example(
         False, "access_log = false", {"OLLAMA_DEFAULT_ACCESS_LOG": "Off"}, ["--no-access-log"],

@@ -68,3 +68,25 @@ def one_of(choices: Sequence[str]) -> Callable[[str, object], str]:
         return value
 
     return check
+
+
+def cap(key: str, value: object) -> int | None:
+    """Return ``value``, a positive whole number, or None for no cap (``0`` or None).
+
+    :raises ConfigError: for anything else, a bool included.
+    """
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key} must be a whole number (0 for none), not {value!r}", key=key)
+    return value
+
+
+def count(key: str, value: object) -> int:
+    """Return ``value``, a whole number, 0 or more.
+
+    :raises ConfigError: for anything else, a bool included.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key} must be a whole number, 0 or more, not {value!r}", key=key)
+    return value

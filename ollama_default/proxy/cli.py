@@ -70,6 +70,7 @@ from .reload import (
     process_recorder,
     start_coordinator,
 )
+from .slots import install_shared_counts
 
 if TYPE_CHECKING:
     import requests
@@ -449,8 +450,12 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
         proxy_settings = settings
 
         def load_config(self) -> None:
+            from .gunicorn import child_exit
+
             for key, value in options.items():
                 self.cfg.set(key, value)
+            # A dead worker's slots of the concurrency limits are given back.
+            self.cfg.set("child_exit", child_exit)
             # The master watches the config file for every worker (proxy/reload.py); set
             # here, so that gunicorn's SIGHUP, which loads this config again, keeps them.
             self.cfg.set("when_ready", lambda server: start_coordinator(server, source))
@@ -489,6 +494,7 @@ def serve(loaded: LoadedSettings, args: argparse.Namespace, environ: Mapping[str
     )
     log_start_up_warnings(settings, demo=demo)
     os.register_at_fork(after_in_child=exit_on_stop_signals)
+    install_shared_counts()  # before the fork: every worker counts in the same slots
     application.run()
     return EXIT_OK
 

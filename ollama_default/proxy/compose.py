@@ -1,6 +1,6 @@
 """The proxy's WSGI app, composed from settings: access log, prefix mount, the ``/-/``
-mounts (status), API keys, the model store's policy, transfer coding check, body deadlines,
-DefaultModel, backend. Composition only: each piece does its own job.
+mounts (status), API keys, the model store's policy, concurrency limits, body deadlines,
+transfer coding check, DefaultModel, backend. Composition only: each piece does its own job.
 
 The backend is a :class:`~ollama_default.proxy.forwarder.Forwarder` to the upstream, or, for
 ``ollama-default serve --demo``, the built-in demo backend.
@@ -23,6 +23,7 @@ from ..core.params import LoadTimeConflictWarning
 from ..middleware import DefaultModel
 from ..ops.access_log import AccessLog
 from ..ops.auth import KeyCheck
+from ..ops.limits import Limits
 from ..ops.status import (
     ConfigView,
     ReloadRecord,
@@ -44,6 +45,7 @@ from .keys import load_keys
 from .logs import configure_logging
 from .pool import ConnectionPool
 from .reading import ReadGuard
+from .slots import process_gate
 from .upstream_models import UpstreamModels
 
 if TYPE_CHECKING:
@@ -101,10 +103,23 @@ def build_app(
     app = ReadGuard(
         app, body_timeout_s=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
     )
-    # Access (#14): the model store closed unless opened, then the keys, before any body
-    # is read. The key file is read here, so each new graph (a reload) reads it again.
-    app = ModelStore(app, open_verbs=settings.open_model_store)
+    # The key file is read here, so each new graph (a reload) reads it again.
     keys = load_keys(settings)
+    has_key_caps = keys is not None and any(key.max_concurrent for key in keys)
+    if settings.max_concurrent or settings.max_concurrent_per_key or has_key_caps:
+        # Inside the keys' check (it names the key) and outside the body's deadline, which
+        # starts once the request has its slot: a queued request's body waits unread.
+        app = Limits(
+            app,
+            max_concurrent=settings.max_concurrent,
+            max_concurrent_per_key=settings.max_concurrent_per_key,
+            max_queue=settings.max_queue,
+            queue_timeout_s=settings.queue_timeout_s,
+            gate=process_gate(),  # the workers' shared counts, when serve made them
+        )
+    # Access (#14): the model store closed unless opened, then the keys, before any body
+    # is read.
+    app = ModelStore(app, open_verbs=settings.open_model_store)
     if keys is not None:
         app = KeyCheck(app, keys, aliases=settings.alias_table)
     # Outside whatever refuses (auth, limits), to count their refusals; inside the prefix.

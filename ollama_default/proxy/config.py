@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..core.aliases import AliasTable, AliasValue
-from ..core.checks import at_least
+from ..core.checks import at_least, cap, count
 from ..core.endpoints import STORE_VERBS
 from ..core.errors import ConfigError
 from ..core.framing import MAX_RECORD_BYTES
@@ -34,6 +34,7 @@ from ..core.naming import Naming
 from ..demo import DEMO_MODELS
 from ..middleware import MAX_BODY_BYTES, MAX_BUFFERED_BYTES
 from ..ops.auth import KeyCheck, keys_from_text
+from ..ops.limits import QUEUE_TIMEOUT_S
 from ..ops.status import LOOPBACK_NETWORKS
 from ..ops.store import store_verbs
 from .declaration import (
@@ -196,6 +197,17 @@ def model_names(key: str, value: object) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)) and all(isinstance(n, str) and n.strip() for n in value):
         return tuple(value)
     raise ConfigError(f"{key} must be a list of model names, not {value!r}", key=key)
+
+
+def queue_length(key: str, value: object) -> int | None:
+    """Return ``value``, a whole number 0 or more, or None (twice ``max_concurrent``)."""
+    return None if value is None else count(key, value)
+
+
+#: A cap on requests at once: a whole number, 0 (or nothing) for none.
+CAP = Kind("a whole number", int, cap)
+#: How many requests may wait.
+QUEUE_LENGTH = Kind("a whole number", int, queue_length)
 
 
 class SecretText(str):
@@ -428,6 +440,36 @@ class Settings:
     )
     max_record_bytes: int = setting(
         MAX_RECORD_BYTES, BYTES, "longer stream records are relayed without rewriting."
+    )
+    max_concurrent: int | None = setting(
+        None,
+        CAP,
+        "requests under way at once through the proxy, streams included, in all workers; "
+        "beyond it requests wait in the queue, then get 503 with ``Retry-After``. Reads "
+        "(listings, ``/api/show``) do not count. 0 for no cap (:ref:`fair-limits`).",
+        flag=Option("requests under way at once, in all; 0 for no cap", metavar="N"),
+    )
+    max_concurrent_per_key: int | None = setting(
+        None,
+        CAP,
+        "requests under way at once with one API key (a key's own cap wins); beyond it its "
+        "requests wait in the queue, then get 429 with ``Retry-After``. 0 for no cap "
+        "(:ref:`fair-limits`).",
+        flag=Option("requests under way at once with one API key; 0 for no cap", metavar="N"),
+    )
+    max_queue: int | None = setting(
+        None,
+        QUEUE_LENGTH,
+        "requests that may wait at once for a slot, in all workers (each key may also have as "
+        "many waiting as its cap); beyond it they are refused at once. 0 for no queue; by "
+        "default twice ``max_concurrent`` (:ref:`fair-limits`).",
+        flag=Option("requests that may wait for a slot; 0 for no queue", metavar="N"),
+    )
+    queue_timeout_s: float = setting(
+        QUEUE_TIMEOUT_S,
+        SECONDS,
+        "how long a request waits in the queue for a slot before it is refused "
+        "(:ref:`fair-limits`).",
     )
     access_log: bool = setting(
         True,

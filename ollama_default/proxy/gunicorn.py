@@ -6,9 +6,11 @@ As a gunicorn configuration module it runs the proxy as ``ollama-default serve``
 
 with serve's settings (the module-level names below, from
 :data:`~ollama_default.proxy.cli.SERVE_DEFAULTS`) and the hook :func:`on_starting`, which
-checks the configuration once, in the master, before any worker starts, and logs what the
-proxy serves; and :func:`when_ready`, which starts the reload coordinator the workers follow
-(SIGHUP makes it look at the file at once). gunicorn's own options on the command line still win.
+checks the configuration once, in the master, before any worker starts, logs what the
+proxy serves and makes the concurrency limits' shared counts; :func:`when_ready`, which
+starts the reload coordinator the workers follow (SIGHUP makes it look at the file at
+once); and :func:`child_exit`, which gives back the slots of a worker that died holding
+them. gunicorn's own options on the command line still win.
 
 :class:`GeventWorker` is gunicorn's gevent worker, stopping at once when idle. Told to stop
 gracefully (SIGTERM), gunicorn's waits until every connection it holds has closed, up to
@@ -63,6 +65,7 @@ from .reading import HEAD_TIMEOUT_S
 from .reload import SettingsSource, start_coordinator
 from .reload import on_exit as stop_coordinator
 from .reload import on_reload as reload_now
+from .slots import install_shared_counts, reclaim
 
 # libev's and libuv's "readable" event, as gevent's loop.io takes it.
 _READ = 1
@@ -95,6 +98,8 @@ def on_starting(server: Any) -> None:
     # believes about the client (none by default), before any worker reads them.
     for key, value in gunicorn_trust(settings.trusted_proxies).items():
         cfg.set(key, value)
+    # Before any worker is forked, so that all of them count in it.
+    install_shared_counts()
     probe = probe_upstream(settings.upstream)
     log_startup(
         settings,
@@ -102,6 +107,20 @@ def on_starting(server: Any) -> None:
         installed=probe.installed,
         workers=f"{cfg.workers} x {cfg.worker_class_str} ({cfg.worker_connections} connections)",
     )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the master once a worker has exited: give back the slots of the
+    concurrency limits it held (a worker killed mid-stream never closed its responses)."""
+    held, queued = reclaim(worker.pid)
+    if held or queued:
+        server.log.warning(
+            "worker %s exited holding %d request slot(s) and %d queued request(s); "
+            "they are free again",
+            worker.pid,
+            held,
+            queued,
+        )
 
 
 def when_ready(server: Any) -> None:
