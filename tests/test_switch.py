@@ -236,6 +236,69 @@ def test_switch_warm_under_traffic_loads_once_and_unloads_after_the_last_stream(
     assert "Traceback" not in server.stderr()
 
 
+def test_switch_warm_when_the_two_models_do_not_fit_fails_no_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Room for one model: loading the new one evicts the old (as Ollama does when memory
+    is short). Streams on the old one run to their end, no request fails, and the new one
+    is what stays loaded (docs/operations.rst, "When the two models do not fit")."""
+    upstream = FakeOllama(tokens=20, token_delay_s=0.02, load_delay_s=1.0, max_loaded=1)
+    with serve(upstream) as url:
+        config = tmp_path / "ollama-default.toml"
+        replace(config, "[aliases]\n"
+                f'llmodel = {{ target = "{OLD}", warm = true, unload_previous = true }}\n')  # fmt: skip
+        server = proxy(config, url, tmp_path)
+        failures: list[str] = []
+        targets: list[str] = []
+        done = threading.Event()
+
+        def traffic() -> None:
+            while not done.is_set():
+                try:
+                    response = generate(server.base_url, "llmodel", stream=False)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        targets.append(response.headers["X-Ollama-Default-Target"])
+                except requests.RequestException as error:
+                    failures.append(str(error))
+
+        try:
+            assert generate(server.base_url, "llmodel", stream=False).status_code == 200
+            long = Stream(server.base_url, "llmodel")
+            long.start()
+            assert long.started.wait(10)
+            threads = [threading.Thread(target=traffic, daemon=True) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            environ = {"OLLAMA_DEFAULT_UPSTREAM": url}
+            command = ["switch", "llmodel", NEW, "--config", str(config), "--warm"]
+            assert main(command, environ) == 0
+            assert f"{NEW} is loaded" in capsys.readouterr().out
+            pids = worker_pids(server)
+            deadline = time.monotonic() + RELOAD_DEADLINE_S
+            while serving(server, f"llmodel -> {NEW}") != pids:
+                assert time.monotonic() < deadline, server.stderr()
+                time.sleep(0.02)
+            # Traffic goes on after the flip, until the new model has answered a few.
+            deadline = time.monotonic() + 30
+            while targets.count(NEW) < 10:
+                assert time.monotonic() < deadline, (failures, server.stderr())
+                time.sleep(0.02)
+            done.set()
+            for thread in threads:
+                thread.join(30)
+            long.join(15)
+        finally:
+            done.set()
+            server.stop()
+    assert failures == []
+    assert long.error is None and long.target == OLD and len(long.records) == 21
+    assert ("evict", OLD) in [(kind, name) for kind, name, _ in upstream.events]
+    assert upstream.loaded == {NEW}  # what stays is the new model
+    assert "Traceback" not in server.stderr()
+
+
 # --- switch's edit ------------------------------------------------------------------------------
 
 CONFIG = """\
