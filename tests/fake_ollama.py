@@ -1028,13 +1028,12 @@ class FakeOllama:
         with self._lock:
             if model.display in self.loaded:
                 return
-            loading = self._loading.get(model.display)
-            first = loading is None
-            if first:
+            other = self._loading.get(model.display)
+            if other is None:
                 loading = self._loading[model.display] = threading.Event()
                 self.events.append(("load", model.display, time.monotonic()))
-        if not first:
-            loading.wait(timeout=60)
+        if other is not None:  # another request loads it: wait for that load
+            other.wait(timeout=60)
             return
         try:
             if self.load_delay_s > 0:

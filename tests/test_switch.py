@@ -245,8 +245,8 @@ def test_switch_warm_when_the_two_models_do_not_fit_fails_no_request(
     upstream = FakeOllama(tokens=20, token_delay_s=0.02, load_delay_s=1.0, max_loaded=1)
     with serve(upstream) as url:
         config = tmp_path / "ollama-default.toml"
-        replace(config, "[aliases]\n"
-                f'llmodel = {{ target = "{OLD}", warm = true, unload_previous = true }}\n')  # fmt: skip
+        alias = f'llmodel = {{ target = "{OLD}", warm = true, unload_previous = true }}\n'
+        replace(config, "[aliases]\n" + alias)
         server = proxy(config, url, tmp_path)
         failures: list[str] = []
         targets: list[str] = []
