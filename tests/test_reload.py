@@ -284,3 +284,26 @@ def test_the_coordinator_warms_then_publishes_and_refuses_a_broken_edit(
         assert "not valid TOML" in state["last_error"]["message"]
     finally:
         coordinator.stop()
+
+
+def test_a_poke_publishes_an_edit_before_it_returns(config: Path, tmp_path: Path) -> None:
+    """gunicorn's SIGHUP pokes the coordinator and waits, so the workers it starts next
+    boot with the file as it is now, not a poll later."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    coordinator = Coordinator(
+        SettingsSource({}, config_file=str(config)),
+        runtime,
+        live_workers=list,
+        poll_interval_s=NEVER_S,  # only a poke makes it look
+    )
+    coordinator.start()
+    try:
+        write(config, '[aliases]\nllmodel = "qwen3:8b"\n')
+        assert read_published(runtime)["generation"] == 1  # type: ignore[index]
+        coordinator.poke(wait_s=10)
+        published = read_published(runtime)
+        assert published is not None and published["generation"] == 2
+        assert 'llmodel = "qwen3:8b"' in published["config_text"]
+    finally:
+        coordinator.stop()

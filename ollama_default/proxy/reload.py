@@ -80,6 +80,9 @@ POLL_INTERVAL_S = 0.5
 #: The longest an unload waits for streams on the old target to end; Ollama itself also
 #: waits for a model's running requests before it unloads it (server/sched.go expireRunner).
 DRAIN_TIMEOUT_S = 600.0
+#: How long gunicorn's SIGHUP waits for the master to look at the config file before it
+#: starts new workers (gunicorn calls on_reload first).
+SIGHUP_WAIT_S = 1.0
 #: Switches kept in the records, newest last.
 SWITCHES_KEPT = 10
 PUBLISHED_FILE = "published.json"
@@ -746,6 +749,9 @@ class Coordinator:
         self.records = ReloadRecords(source.path)
         self._poked = threading.Event()
         self._stopped = threading.Event()
+        #: How many times the watch has looked at the files, for :meth:`poke` to wait on.
+        self._rounds = 0
+        self._looked = threading.Condition()
         self._thread: threading.Thread | None = None
         self._generation = 0
         self._loaded: LoadedSettings | None = None
@@ -766,9 +772,14 @@ class Coordinator:
         )
         self._thread.start()
 
-    def poke(self) -> None:
-        """Look at the file now (gunicorn's SIGHUP)."""
-        self._poked.set()
+    def poke(self, wait_s: float = 0.0) -> None:
+        """Look at the file now (gunicorn's SIGHUP), waiting up to ``wait_s`` for the look
+        to end: then workers started next boot with what it published (unless it warms a
+        model, which takes longer; they follow when it is done)."""
+        with self._looked:
+            asked = self._rounds
+            self._poked.set()
+            self._looked.wait_for(lambda: self._rounds > asked, timeout=wait_s)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -784,6 +795,9 @@ class Coordinator:
                 self.check()
             except Exception:  # the watch must go on; the log says what broke
                 _log.exception("reload failed")
+            with self._looked:
+                self._rounds += 1
+                self._looked.notify_all()
 
     def check(self) -> bool:
         """Reload if the watched files changed; whether a new table was published."""
@@ -995,7 +1009,7 @@ def coordinated() -> tuple[Path, SettingsSource] | None:
 def on_reload(server: Any) -> None:
     """gunicorn's SIGHUP: look at the file now, so that the new workers boot with it."""
     if _coordinated:
-        _coordinated[0][0].poke()
+        _coordinated[0][0].poke(wait_s=SIGHUP_WAIT_S)
 
 
 def on_exit(server: Any) -> None:
