@@ -432,6 +432,20 @@ def test_gunicorn_with_the_config_module_reloads_and_sighup_reads_the_file_now(
                 return str(response.headers["X-Ollama-Default-Target"])
 
             assert target() == OLD
+            # Both workers answer before the SIGHUP: a worker told to stop in its first
+            # instants, before gunicorn has set its signal handlers, may not hear it.
+            booted = {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)",
+                                                     server.stderr())}  # fmt: skip
+            seen: set[int] = set()
+            for _ in range(200):
+                seen.add(
+                    requests.get(
+                        f"{server.base_url}/-/status", timeout=10, headers={"Connection": "close"}
+                    ).json()["worker"]["pid"]
+                )
+                if seen == booted:
+                    break
+            assert seen == booted
             replace(config, f'[aliases]\nllmodel = "{NEW}"\n')
             server.process.send_signal(signal.SIGHUP)  # new workers, at once
             deadline = time.monotonic() + 10
