@@ -366,6 +366,9 @@ def _contend(counts: SharedCounts, occupancy: Any, rounds: int) -> None:
         with occupancy.get_lock():
             occupancy[0] += 1
             occupancy[1] = max(occupancy[1], occupancy[0])
+        # Hold the slot until three have been held at once (whoever gets in first waits
+        # for the others), so that the cap is surely reached, whatever the scheduling.
+        wait_until(lambda: occupancy[1] >= 3)
         time.sleep(0)
         with occupancy.get_lock():
             occupancy[0] -= 1
