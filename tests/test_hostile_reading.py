@@ -129,6 +129,22 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_at_its_total_deadline(
     assert elapsed < DEADLINE_S + 1
 
 
+def test_a_head_begun_in_the_same_packet_as_the_request_before_it_has_its_deadline(
+    proxy: GunicornProcess,
+) -> None:
+    """gunicorn reads the start of the next head with the request before it: the head has
+    begun, though no byte waits on the socket (found by benchmarks/soak.py)."""
+    with connect(proxy) as client:
+        started = time.monotonic()
+        client.sendall(request("/api/chat", CHAT) + b"POST /api/chat HTTP/1.1\r\nHost: p")
+        assert response(client)[0] == 200
+        status, _, body = response(client)  # and no more of the second head
+        elapsed = time.monotonic() - started
+    assert status == 408
+    assert json.loads(body) == {"error": "the request head did not arrive within 1 s"}
+    assert elapsed < DEADLINE_S + 3  # not the keep-alive's time (75 s)
+
+
 def test_an_idle_connection_keeps_alive_beyond_the_head_deadline(proxy: GunicornProcess) -> None:
     with connect(proxy) as client:
         client.sendall(request("/api/chat", CHAT))

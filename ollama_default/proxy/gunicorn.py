@@ -53,6 +53,7 @@ import gevent
 from gunicorn import util
 from gunicorn.errors import AppImportError
 from gunicorn.http.message import Request
+from gunicorn.http.unreader import Unreader
 from gunicorn.workers.ggevent import GeventWorker as _GunicornGeventWorker
 
 from ..core.dialects import error_body
@@ -153,6 +154,8 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # greenlet -> its wait for a request head; greenlet -> its client's socket.
         self._waiting: dict[Any, _RequestWait] = {}
+        _HEAD_WAITS[:] = [self._waiting]  # one worker a process
+        _hook_reads()
         self._clients: dict[Any, Any] = {}
         self._quitting = False
         self._head_timeout_s = HEAD_TIMEOUT_S
@@ -297,6 +300,12 @@ class _RequestWait:
             self._watcher = self._loop.io(fd, _READ)
             self._watcher.start(self._first_byte)
 
+    def bytes_read(self) -> None:
+        """gunicorn has read bytes of the head (the socket's, or some it had read ahead):
+        the head has begun, whatever the watcher saw."""
+        if not self.head and not self._closed:
+            self._first_byte()
+
     def _first_byte(self) -> None:
         self._stop_watching()
         self.head = True
@@ -325,6 +334,34 @@ class _RequestWait:
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
+
+
+#: The waits for request heads of this process's worker, by greenlet.
+_HEAD_WAITS: list[dict[Any, _RequestWait]] = []
+
+
+def _hook_reads() -> None:
+    """Have gunicorn's reads of a request tell the wait for its head that bytes came.
+
+    The io watcher alone misses bytes that arrive between the look at the socket and
+    gunicorn's first ``recv`` (which takes them at once, without the loop), and bytes
+    gunicorn read ahead with the previous request: the head has begun, but the wait
+    would stay on the keep-alive timer (found by benchmarks/soak.py).
+    """
+    if getattr(Unreader.read, "_tells_head_waits", False):
+        return
+    read = Unreader.read
+
+    def reading(self: Unreader, *args: Any, **kwargs: Any) -> bytes:
+        data: bytes = read(self, *args, **kwargs)
+        if data and _HEAD_WAITS:
+            wait = _HEAD_WAITS[0].get(gevent.getcurrent())
+            if wait is not None:
+                wait.bytes_read()
+        return data
+
+    reading._tells_head_waits = True  # type: ignore[attr-defined]
+    Unreader.read = reading
 
 
 def _bytes_waiting(fd: int) -> int:
